@@ -1,0 +1,23 @@
+"""The CPU HAL driver: numpy/OpenBLAS and Cython kernels on the host's cores."""
+from __future__ import annotations
+
+import os
+
+from ...ir.dtypes import DTYPES
+from ...ir.graph import Graph
+from ..driver import Driver, DriverCapabilities, register_driver
+from .executor import CpuProgram
+from .kernels import KERNELS
+
+
+@register_driver("cpu")
+class CpuDriver(Driver):
+    def __init__(self, *, check: bool | None = None):
+        # CLAWDBOT_CHECK=1 turns on per-kernel dtype/shape checks (slower; for debugging and tests).
+        self.check = os.environ.get("CLAWDBOT_CHECK") == "1" if check is None else check
+
+    def capabilities(self) -> DriverCapabilities:
+        return DriverCapabilities("cpu", frozenset(KERNELS), frozenset(DTYPES), None, None)
+
+    def compile(self, graph: Graph) -> CpuProgram:
+        return CpuProgram(graph, check=self.check)

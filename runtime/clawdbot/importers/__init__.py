@@ -1,0 +1,1 @@
+"""Importers: framework model files -> claw_ir Graph. Each one lives in its own subpackage."""

@@ -1,0 +1,14 @@
+"""The claw op set. Each family module declares its ops into `registry.OPS` on import.
+
+Order of the family list is the documentation order (docs/opset.md, `claw ops`).
+"""
+from . import registry
+from .registry import OPS, Attr, InferCtx, InferenceError, OpDef, get, register
+
+FAMILIES = ("elementwise", "activation", "reduce", "linalg", "conv", "pool", "norm", "resize",
+            "movement", "index", "shape", "quant")
+
+from . import (activation, conv, elementwise, index, linalg, movement, norm, pool,  # noqa: E402,F401
+               quant, reduce, resize, shape)
+
+__all__ = ["OPS", "Attr", "InferCtx", "InferenceError", "OpDef", "get", "register", "registry", "FAMILIES"]

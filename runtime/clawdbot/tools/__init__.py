@@ -1,0 +1,1 @@
+"""User-facing tools built on sessions: benchmarks, profiler, model zoo, conformance runner."""
