@@ -107,6 +107,26 @@ class CpuProgram(Executable):
             raise KernelError(f"{step.node}: {type(e).__name__}: {e}") from e
         return [np.asarray(vals[s]) for s in self._out_slots]
 
+    def run_profiled(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple[object, float]]]:
+        """Like run(), also returning (node, seconds) per step. Kept apart so run() carries no timing cost."""
+        from time import perf_counter
+        vals = list(self._template)
+        for s, x in zip(self._in_slots, inputs):
+            vals[s] = x
+        times = []
+        for step in self._steps:
+            t0 = perf_counter()
+            r = step.fn(*[vals[i] for i in step.ins])
+            times.append((step.node, perf_counter() - t0))
+            if step.multi:
+                for o, v in zip(step.outs, r):
+                    vals[o] = v
+            else:
+                vals[step.outs[0]] = r
+            for f in step.free:
+                vals[f] = None
+        return [np.asarray(vals[s]) for s in self._out_slots], times
+
     def _check(self, step: Step, vals: list) -> None:
         """Debug mode: every kernel output must match the inferred dtype and static dims."""
         for name, s in zip(step.node.outputs, step.outs):

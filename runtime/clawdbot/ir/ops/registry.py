@@ -13,7 +13,7 @@ import numpy as np
 
 from ..graph import Dim, Node, TensorType
 
-GROUPS = ("elementwise", "activation", "linalg", "conv", "pool", "norm", "reduce", "movement", "index",
+GROUPS = ("elementwise", "activation", "linalg", "conv", "pool", "norm", "reduce", "resize", "movement", "index",
           "shape", "generate", "quant", "misc")
 
 _REQUIRED = object()
