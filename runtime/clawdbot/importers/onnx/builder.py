@@ -99,7 +99,7 @@ class Builder:
     def const(self, array, hint: str = "const", dtype: str | None = None) -> str:
         arr = np.asarray(array, dtype=dtype) if dtype else np.asarray(array)
         name = self.fresh(hint)
-        self.graph.constants[name] = np.ascontiguousarray(arr)
+        self.graph.constants[name] = np.asarray(arr, order="C")  # keeps 0-d as 0-d
         self.graph.types[name] = TensorType.of(arr)
         return name
 

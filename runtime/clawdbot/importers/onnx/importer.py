@@ -92,7 +92,7 @@ def _value_type(vi, what: str) -> TensorType:
 def _to_array(tensor, what: str) -> np.ndarray:
     _dtype_of(tensor.data_type, what)
     try:
-        return np.ascontiguousarray(numpy_helper.to_array(tensor))
+        return np.asarray(numpy_helper.to_array(tensor), order="C")
     except Exception as e:
         raise ModelImportError(f"{what}: malformed tensor data: {e}") from None
 
@@ -135,7 +135,8 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx"))
     if opset is None:
-        raise ModelImportError(f"{where}: model imports no default ONNX opset")
+        # Legal when every node is from another domain; default-domain ops then get the newest semantics.
+        opset = onnx.defs.onnx_opset_version()
     if opset < MIN_OPSET:
         raise ModelImportError(f"{where}: opset {opset} is older than the oldest supported ({MIN_OPSET}); "
                                f"upgrade it with onnx.version_converter")
@@ -154,12 +155,14 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
         if why and op not in reasons:
             reasons[op] = why
 
+    failed: set[str] = set()  # values downstream of an unsupported node or input: their nodes are not tried
     for init in g.initializer:
         try:
             graph.constants[init.name] = _to_array(init, f"{where}: initializer {init.name!r}")
             graph.types[init.name] = TensorType.of(graph.constants[init.name])
         except Unsupported as e:
-            refuse(f"initializer dtype", init.name, str(e))
+            refuse("initializer dtype", init.name, str(e))
+            failed.add(init.name)
     for vi in g.input:
         if vi.name in graph.constants:
             continue  # IR < 4 lists initializers among inputs: they are weights, not feeds
@@ -167,6 +170,7 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
             graph.types[vi.name] = _value_type(vi, f"graph input {vi.name!r}")
         except Unsupported as e:
             refuse("graph input type", vi.name, str(e))
+            failed.add(vi.name)
             continue
         graph.inputs.append(vi.name)
     declared_out = {}
@@ -176,7 +180,6 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
         except Unsupported:
             declared_out[vi.name] = None
 
-    failed: set[str] = set()  # values downstream of an unsupported node: their nodes are not tried
     for k, proto in enumerate(g.node):
         label = proto.name or f"#{k} ({proto.op_type} -> {', '.join(proto.output)})"
         domain = "" if proto.domain in DEFAULT_DOMAINS else proto.domain
@@ -192,7 +195,7 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
             if proto.op_type == "Constant" and not domain:
                 for o in proto.output:
                     arr = _constant_value(attrs)
-                    graph.constants[o] = np.ascontiguousarray(arr)
+                    graph.constants[o] = np.asarray(arr, order="C")
                     graph.types[o] = TensorType.of(arr)
                 continue
             handler = REGISTRY.lookup(proto.op_type, opsets.get(proto.domain, opset), domain)
