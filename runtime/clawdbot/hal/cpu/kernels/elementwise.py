@@ -1,0 +1,205 @@
+"""CPU kernels: elementwise arithmetic, comparison and logic (numpy ufuncs).
+
+Operands arrive with one dtype (the op set guarantees it), so numpy's type promotion never changes the result
+dtype — except where numpy itself widens (float16 transcendental functions are computed by numpy in float32 and
+rounded back, which is what we want) or returns 0-D scalars, which `np.asarray` turns back into arrays.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .registry import kernel, kernel_factory
+
+try:  # scipy's erf is exact to the last ulp; it is optional on a board.
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _scipy_erf = None
+
+
+def _same(x, like) -> np.ndarray:
+    """`x` as an array of `like`'s dtype (ufuncs on 0-D inputs return numpy scalars)."""
+    return np.asarray(x, dtype=like.dtype)
+
+
+# -- arithmetic ------------------------------------------------------------------------------------------------
+@kernel("add")
+def add(a, b):
+    return _same(np.add(a, b), a)
+
+
+@kernel("sub")
+def sub(a, b):
+    return _same(np.subtract(a, b), a)
+
+
+@kernel("mul")
+def mul(a, b):
+    return _same(np.multiply(a, b), a)
+
+
+@kernel("div")
+def div(a, b):
+    if a.dtype.kind == "f":
+        return _same(np.divide(a, b), a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.floor_divide(a, b)  # numpy floors and gives 0 for a zero divisor
+        if a.dtype.kind == "i":
+            # C/ONNX truncate toward zero: a floored quotient with a remainder and mixed signs is one too low.
+            q = q + ((np.remainder(a, b) != 0) & ((a < 0) != (b < 0)))
+    return _same(q, a)
+
+
+def _int_pow(a, b):
+    """Integer power without numpy's error on negative exponents: a ** -n truncates to 0 unless |a| == 1."""
+    neg = b < 0
+    if not np.any(neg):
+        return np.power(a, b)
+    r = np.power(a, np.where(neg, 0, b).astype(b.dtype))
+    odd = (b % 2) != 0
+    inv = np.where(a == 1, 1, np.where(a == -1, np.where(odd, -1, 1), 0)).astype(a.dtype)
+    return np.where(neg, inv, r)
+
+
+@kernel("pow")
+def pow_(a, b):
+    if a.dtype.kind in "iu":
+        return _same(_int_pow(a, b), a)
+    return _same(np.power(a, b), a)
+
+
+@kernel("mod")
+def mod(a, b, fmod):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.fmod(a, b) if fmod else np.mod(a, b)
+    return _same(r, a)
+
+
+@kernel("min")
+def min_(a, b):
+    return _same(np.minimum(a, b), a)
+
+
+@kernel("max")
+def max_(a, b):
+    return _same(np.maximum(a, b), a)
+
+
+@kernel("clip")
+def clip(x, lo=None, hi=None):
+    # max then min (not np.clip) so that lo > hi yields hi everywhere, as ONNX specifies.
+    if lo is not None:
+        x = np.maximum(x, lo.reshape(()))
+    if hi is not None:
+        x = np.minimum(x, hi.reshape(()))
+    return np.asarray(x)
+
+
+# -- unary math ------------------------------------------------------------------------------------------------
+def _unary(op: str, fn) -> None:
+    kernel(op)(lambda x: _same(fn(x), x))
+
+
+for _op, _fn in (("neg", np.negative), ("abs", np.abs), ("sign", np.sign), ("sqrt", np.sqrt), ("exp", np.exp),
+                 ("log", np.log), ("reciprocal", np.reciprocal), ("floor", np.floor), ("ceil", np.ceil),
+                 ("round", np.round), ("sin", np.sin), ("cos", np.cos), ("tan", np.tan), ("asin", np.arcsin),
+                 ("acos", np.arccos), ("atan", np.arctan), ("sinh", np.sinh), ("cosh", np.cosh),
+                 ("asinh", np.arcsinh), ("acosh", np.arccosh), ("atanh", np.arctanh),
+                 ("bitwise_not", np.invert), ("not", np.logical_not)):
+    _unary(_op, _fn)
+
+
+# erf without scipy: erf(x) = x * g(x²) with g a degree-40 Chebyshev interpolant on [0, 36] built once from
+# math.erf; relative error ~2e-14 everywhere (the x factor keeps tiny arguments exact), and erf(x) is ±1 to
+# double precision beyond |x| = 6.
+_ERF_LIMIT = 36.0
+_erf_g = None
+
+
+def _erf_fallback(x: np.ndarray) -> np.ndarray:
+    global _erf_g
+    if _erf_g is None:
+        def g(t):
+            r = np.sqrt(t)
+            return np.array([math.erf(v) / v if v > 0 else 2 / math.sqrt(math.pi) for v in r])
+        _erf_g = np.polynomial.Chebyshev.interpolate(g, 40, domain=[0, _ERF_LIMIT])
+    x64 = x.astype(np.float64)
+    t = x64 * x64
+    return np.where(t < _ERF_LIMIT, x64 * _erf_g(np.minimum(t, _ERF_LIMIT)), np.sign(x64))
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The Gauss error function in x's dtype (float16 is computed in float32)."""
+    if _scipy_erf is not None:
+        return _same(_scipy_erf(x.astype(np.float32) if x.dtype == np.float16 else x), x)
+    return _same(_erf_fallback(x), x)
+
+
+kernel("erf")(erf)
+
+
+@kernel("isnan")
+def isnan(x):
+    return np.asarray(np.isnan(x))
+
+
+@kernel("isinf")
+def isinf(x, detect_negative, detect_positive):
+    if detect_negative and detect_positive:
+        return np.asarray(np.isinf(x))
+    if detect_positive:
+        return np.asarray(x == np.inf)
+    if detect_negative:
+        return np.asarray(x == -np.inf)
+    return np.zeros(np.shape(x), dtype=bool)
+
+
+# -- comparison, logic, bitwise --------------------------------------------------------------------------------
+def _to_bool(op: str, fn) -> None:
+    kernel(op)(lambda a, b: np.asarray(fn(a, b)))
+
+
+for _op, _fn in (("equal", np.equal), ("less", np.less), ("greater", np.greater), ("less_equal", np.less_equal),
+                 ("greater_equal", np.greater_equal), ("and", np.logical_and), ("or", np.logical_or),
+                 ("xor", np.logical_xor)):
+    _to_bool(_op, _fn)
+
+for _op, _fn in (("bitwise_and", np.bitwise_and), ("bitwise_or", np.bitwise_or),
+                 ("bitwise_xor", np.bitwise_xor)):
+    kernel(_op)(lambda a, b, _fn=_fn: _same(_fn(a, b), a))
+
+
+@kernel("bit_shift")
+def bit_shift(a, b, direction):
+    bits = a.dtype.itemsize * 8
+    in_range = (b >= 0) & (b < bits)
+    safe = np.where(in_range, b, 0).astype(a.dtype)
+    if direction == "left":
+        r = np.left_shift(a, safe)
+        fill = np.zeros((), a.dtype)
+    else:
+        r = np.right_shift(a, safe)  # arithmetic for signed dtypes
+        fill = np.where(a < 0, -1, 0).astype(a.dtype) if a.dtype.kind == "i" else np.zeros((), a.dtype)
+    return _same(np.where(in_range, r, fill), a)
+
+
+# -- selection and conversion ----------------------------------------------------------------------------------
+@kernel("where")
+def where(cond, a, b):
+    return _same(np.where(cond, a, b), a)
+
+
+@kernel_factory("cast")
+def cast(node, in_types, out_types):
+    to = np.dtype(node.attrs["to"])
+    src = in_types[0].dtype if in_types[0] is not None else None
+    if src == node.attrs["to"]:
+        return lambda x: x
+    if to.kind in "iu" and src in ("float16", "float32", "float64"):
+        def float_to_int(x):
+            # NaN/inf have no integer value (C leaves it undefined); map them to 0 instead of numpy's warning.
+            with np.errstate(invalid="ignore"):
+                return np.asarray(np.where(np.isfinite(x), x, 0).astype(to))
+        return float_to_int
+    return lambda x: np.asarray(x.astype(to))

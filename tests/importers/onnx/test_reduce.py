@@ -1,0 +1,170 @@
+"""ONNX reductions, ArgMax/ArgMin, CumSum and TopK through clawdbot, compared with onnxruntime.
+
+Reduce* are tried in their attribute-axes form (opset 11) and input-axes form (opset 18; ReduceSum from 13), with
+default / explicit / negative / empty axes, keepdims and noop_with_empty_axes, and over empty tensors.
+conftest.py sets CLAWDBOT_CHECK=1, so kernel output dtypes/shapes are checked against inference.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from claw_testing import ort_run
+from onnx import helper, numpy_helper
+
+import clawdbot
+
+RNG = np.random.default_rng(2)
+REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"]
+
+
+def model(op: str, inputs: dict[str, np.ndarray], n_out: int = 1, opset: int = 18,
+          consts: dict[str, np.ndarray] | None = None, **attrs) -> onnx.ModelProto:
+    consts = consts or {}
+    node = helper.make_node(op, list(inputs) + list(consts), [f"y{i}" for i in range(n_out)],
+                            name=f"{op.lower()}_node", **attrs)
+    graph = helper.make_graph(
+        [node], op,
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+         for n, v in inputs.items()],
+        [helper.make_value_info(f"y{i}", onnx.TypeProto()) for i in range(n_out)],
+        [numpy_helper.from_array(v, n) for n, v in consts.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    ref = ort_run(m, feeds)
+    sess = clawdbot.load(m)
+    assert sess.driver.check, "tests run with CLAWDBOT_CHECK=1 (conftest)"
+    ours = list(sess.run(feeds).values())
+    for i, (o, r) in enumerate(zip(ours, ref)):
+        assert o.dtype == r.dtype and o.shape == r.shape, f"y{i}: {o.dtype}{o.shape} vs ORT {r.dtype}{r.shape}"
+        np.testing.assert_allclose(o.astype(np.float64), r.astype(np.float64), rtol=rtol, atol=atol,
+                                   err_msg=f"y{i}")
+
+
+def data(shape, dtype="float32") -> np.ndarray:
+    if np.dtype(dtype).kind in "iu":
+        return RNG.integers(0 if np.dtype(dtype).kind == "u" else -5, 6, shape).astype(dtype)
+    # Positive values keep ReduceLogSum finite; ReduceProd stays moderate.
+    return np.asarray(RNG.uniform(0.2, 2.0, shape).astype(dtype))
+
+
+def reduce_model(op, x, axes, opset, **attrs):
+    """`axes` None: not given. Attribute before the opset that made it an input, constant input after."""
+    since = 13 if op == "ReduceSum" else 18
+    if opset < since:
+        if axes is not None:
+            attrs["axes"] = list(axes)
+        return model(op, {"x": x}, opset=opset, **attrs)
+    consts = {} if axes is None else {"axes": np.array(axes, np.int64)}
+    return model(op, {"x": x}, opset=opset, consts=consts, **attrs)
+
+
+@pytest.mark.parametrize("op", REDUCE_OPS)
+@pytest.mark.parametrize("opset", [11, 18])
+@pytest.mark.parametrize("axes", [None, (1,), (-1, 0), (0, 1, 2)])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce(op, opset, axes, keepdims):
+    x = data((3, 4, 5))
+    check(reduce_model(op, x, axes, opset, keepdims=keepdims), {"x": x})
+
+
+@pytest.mark.parametrize("op", REDUCE_OPS)
+@pytest.mark.parametrize("noop", [0, 1])
+def test_reduce_empty_axes_input(op, noop):
+    x = data((2, 3)) - 1.0  # negative entries: with noop, reduce_l1 still takes |x|
+    m = model(op, {"x": x}, opset=18, consts={"axes": np.zeros((0,), np.int64)}, noop_with_empty_axes=noop)
+    check(m, {"x": x})
+
+
+def test_reduce_axes_as_runtime_input():
+    x, axes = data((2, 3, 4)), np.array([0, 2], np.int64)
+    for keepdims in (0, 1):
+        check(model("ReduceMean", {"x": x, "axes": axes}, opset=18, keepdims=keepdims), {"x": x, "axes": axes})
+
+
+@pytest.mark.parametrize("op", REDUCE_OPS)
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float16", "float64"])
+def test_reduce_dtypes(op, dtype):
+    x = data((4, 6), dtype)
+    if op == "ReduceLogSum":
+        x = np.abs(x) + np.ones((), dtype)  # the log of a negative sum has no integer value
+    tol = {"rtol": 3e-3, "atol": 3e-3} if dtype == "float16" else {}
+    check(reduce_model(op, x, (1,), 18), {"x": x}, **tol)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_max_min_int8_and_bool(op):
+    x = data((3, 5), "int8")
+    check(reduce_model(op, x, (0,), 18), {"x": x})
+    b = RNG.random((3, 5)) < 0.4
+    check(reduce_model(op, b, (1,), 20), {"x": b})
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2",
+                                "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"])
+def test_reduce_over_empty_set(op):
+    x = np.zeros((2, 0, 4), np.float32)
+    check(reduce_model(op, x, (1,), 18), {"x": x})
+    check(reduce_model(op, x, (2,), 18, keepdims=0), {"x": x})
+
+
+def test_reduce_log_sum_exp_is_stable():
+    x = np.array([[1000.0, 1000.0, -5.0], [-1000.0, -1001.0, -np.inf]], np.float32)
+    check(reduce_model("ReduceLogSumExp", x, (1,), 18), {"x": x})
+
+
+# -- ArgMax / ArgMin -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("keepdims", [0, 1])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_reduce(op, axis, keepdims, last):
+    x = RNG.integers(0, 3, (3, 4, 5)).astype(np.float32)  # many ties
+    check(model(op, {"x": x}, opset=13, axis=axis, keepdims=keepdims, select_last_index=last), {"x": x})
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float64", "uint8", "float16"])
+def test_arg_reduce_dtypes_and_old_opset(dtype):
+    x = data((4, 7), dtype)
+    check(model("ArgMax", {"x": x}, opset=11), {"x": x})
+    check(model("ArgMin", {"x": x}, opset=12, axis=1, keepdims=0), {"x": x})
+
+
+# -- CumSum ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exclusive", [0, 1])
+@pytest.mark.parametrize("reverse", [0, 1])
+@pytest.mark.parametrize("axis_dtype", ["int32", "int64"])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_cumsum(exclusive, reverse, axis_dtype, axis):
+    x = data((3, 4, 2))
+    m = model("CumSum", {"x": x}, opset=14, consts={"axis": np.array(axis, axis_dtype)}, exclusive=exclusive,
+              reverse=reverse)
+    check(m, {"x": x})
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "float64"])
+def test_cumsum_dtypes_and_runtime_axis(dtype):
+    x, axis = data((5, 3), dtype), np.array(1, np.int64)
+    check(model("CumSum", {"x": x, "axis": axis}, opset=14, exclusive=1), {"x": x, "axis": axis})
+
+
+# -- TopK ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("largest", [0, 1])
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_topk(k, largest, axis):
+    x = RNG.integers(0, 4, (5, 6, 5)).astype(np.float32)  # ties: lower index first
+    m = model("TopK", {"x": x}, n_out=2, opset=11, consts={"k": np.array([k], np.int64)}, axis=axis,
+              largest=largest)
+    check(m, {"x": x})
+
+
+def test_topk_k_attribute_before_opset_10_and_dtypes():
+    x = data((4, 9))
+    check(model("TopK", {"x": x}, n_out=2, opset=9, k=4), {"x": x})
+    for dtype in ("int64", "int32", "float64"):
+        xi, k = data((3, 8), dtype), np.array([8], np.int64)
+        check(model("TopK", {"x": xi, "k": k}, n_out=2, opset=11), {"x": xi, "k": k})
