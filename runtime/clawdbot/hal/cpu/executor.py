@@ -97,10 +97,10 @@ class CpuProgram(Executable):
                         vals[o] = v
                 else:
                     vals[step.outs[0]] = r
+                if self.check:
+                    self._check(step, vals)  # before freeing: an unread output is still checked
                 for f in step.free:
                     vals[f] = None
-                if self.check:
-                    self._check(step, vals)
         except ClawError:
             raise
         except Exception as e:

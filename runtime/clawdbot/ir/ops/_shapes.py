@@ -78,3 +78,46 @@ def sliding_out(size: Dim, kernel: int, stride: int, pad_begin: int, pad_end: in
     if (out - 1) * stride >= size + pad_begin:
         out -= 1
     return out
+
+
+def known_ints(ctx, i: int) -> list[int] | None:
+    """Input i's entries (flattened) as Python ints when it is present and fully known at conversion time."""
+    if not ctx.has_input(i):
+        return None
+    v = ctx.value(i)
+    if v is None:
+        return None
+    return [int(x) for x in v.reshape(-1)]
+
+
+def clamp_slice(dim: int, start: int, end: int, step: int) -> int:
+    """Length of x[start:end:step] along an axis of length `dim` (ONNX clamps bounds like Python does)."""
+    return len(range(*slice(start, end, step).indices(dim)))
+
+
+def auto_pad(size: Dim, kernel: int, stride: int, dilation: int, mode: str) -> tuple[int, int] | None:
+    """(begin, end) padding of one axis for ONNX auto_pad SAME_UPPER / SAME_LOWER / VALID.
+
+    SAME keeps ceil(size / stride) outputs; the odd pixel of padding goes to the end (UPPER) or the
+    beginning (LOWER). None when `size` is not a known int.
+    """
+    if mode == "VALID":
+        return 0, 0
+    if not isinstance(size, int):
+        return None
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    small, large = total // 2, total - total // 2
+    return (small, large) if mode == "SAME_UPPER" else (large, small)
+
+
+def window_pads(sizes: Sequence[Dim], kernel: Sequence[int], strides: Sequence[int],
+                dilations: Sequence[int], pads: Sequence[int], mode: str) -> list[int] | None:
+    """Explicit pads (begin..., end...) of a conv/pool window; `pads` when mode is NOTSET, None when
+    auto padding needs a spatial size that is not known."""
+    if mode in ("NOTSET", ""):
+        return list(pads)
+    per_axis = [auto_pad(n, k, s, d, mode) for n, k, s, d in zip(sizes, kernel, strides, dilations)]
+    if any(p is None for p in per_axis):
+        return None
+    return [p[0] for p in per_axis] + [p[1] for p in per_axis]
