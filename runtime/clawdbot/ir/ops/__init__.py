@@ -6,9 +6,9 @@ from . import registry
 from .registry import OPS, Attr, InferCtx, InferenceError, OpDef, get, register
 
 FAMILIES = ("elementwise", "activation", "reduce", "linalg", "conv", "pool", "norm", "resize",
-            "movement", "index", "shape", "quant")
+            "movement", "index", "shape", "quant", "attention", "recurrent")
 
-from . import (activation, conv, elementwise, index, linalg, movement, norm, pool,  # noqa: E402,F401
-               quant, reduce, resize, shape)
+from . import (activation, attention, conv, elementwise, index, linalg, movement,  # noqa: E402,F401
+               norm, pool, quant, recurrent, reduce, resize, shape)
 
 __all__ = ["OPS", "Attr", "InferCtx", "InferenceError", "OpDef", "get", "register", "registry", "FAMILIES"]

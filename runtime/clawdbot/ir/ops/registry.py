@@ -14,7 +14,7 @@ import numpy as np
 from ..graph import Dim, Node, TensorType
 
 GROUPS = ("elementwise", "activation", "linalg", "conv", "pool", "norm", "reduce", "resize", "movement", "index",
-          "shape", "generate", "quant", "misc")
+          "shape", "generate", "quant", "attention", "recurrent", "misc")
 
 _REQUIRED = object()
 

@@ -1,9 +1,10 @@
 """ONNX op handlers, one module per family. Each module's `register(reg)` inserts its handlers."""
 from ..registry import OnnxOpRegistry
-from . import (activation, conv, elementwise, index, linalg, movement, norm, pool, quant, reduce, resize,
-               shape)
+from . import (activation, attention, conv, elementwise, index, linalg, loss, movement, norm, pool, quant,
+               recurrent, reduce, resize, shape)
 
-FAMILIES = (elementwise, activation, reduce, linalg, conv, pool, norm, resize, movement, index, shape, quant)
+FAMILIES = (elementwise, activation, reduce, linalg, conv, pool, norm, resize, movement, index, shape, quant,
+            attention, recurrent, loss)
 
 
 def build_registry() -> OnnxOpRegistry:
