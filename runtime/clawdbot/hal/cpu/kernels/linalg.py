@@ -1,0 +1,41 @@
+"""CPU kernels: linalg family. numpy's matmul/einsum call OpenBLAS for float operands."""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import kernel, kernel_factory
+
+
+@kernel("matmul")
+def matmul(a, b):
+    return np.matmul(a, b)
+
+
+@kernel("gemm")
+def gemm(a, b, c=None, *, alpha, beta, trans_a, trans_b):
+    y = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+    if y.dtype.kind == "f":
+        # Scale and add in place: the product is a fresh array, so no extra [M, N] temporaries.
+        if alpha != 1.0:
+            y *= y.dtype.type(alpha)
+        if c is not None:
+            y += c if beta == 1.0 else c * c.dtype.type(beta)
+        return y
+    # Integer gemm: ONNX leaves rounding unspecified; compute in float64 and cast back.
+    out = y * alpha if alpha != 1.0 else y
+    if c is not None:
+        out = out + (c * beta if beta != 1.0 else c)
+    return np.asarray(out).astype(a.dtype, copy=False)
+
+
+@kernel_factory("einsum")
+def einsum_factory(node, in_types, out_types):
+    equation = node.attrs["equation"].replace(" ", "")
+    dtype = np.dtype(out_types[0].dtype)
+    # optimize=True chooses a contraction order (and BLAS for pairwise products); for one operand there is
+    # nothing to plan, and planning costs more than the sum.
+    optimize = len(node.inputs) > 1
+
+    def run(*xs):
+        return np.asarray(np.einsum(equation, *xs, optimize=optimize)).astype(dtype, copy=False)
+    return run
