@@ -24,7 +24,7 @@ def test_convert_info_run_round_trip(tmp_path, onnx_file, capsys):
     assert main(["convert", str(onnx_file), "-o", str(claw)]) == 0
     assert main(["info", str(claw)]) == 0
     info = capsys.readouterr().out
-    assert "parameters:  4" in info and "input:       x: float32[Nx4]" in info and "relu" in info
+    assert "parameters:  4" in info and "input:       x: float32[N, 4]" in info and "relu" in info
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "out"

@@ -54,7 +54,7 @@ class TensorType:
         return int(np.prod(self.shape, dtype=np.int64))
 
     def __str__(self) -> str:
-        dims = "?" if self.shape is None else "x".join("?" if d is None else str(d) for d in self.shape)
+        dims = "?" if self.shape is None else ", ".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.dtype}[{dims}]"
 
     def to_dict(self) -> dict:
