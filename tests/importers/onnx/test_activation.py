@@ -6,42 +6,18 @@ form (one axis). conftest.py sets CLAWDBOT_CHECK=1, so kernel output dtypes/shap
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
-import onnx
 import pytest
-from claw_testing import ort_run
-from onnx import helper, numpy_helper
+from claw_testing import assert_matches_ort, one_node_model, ort_run, rand
 
 import clawdbot
 from clawdbot.errors import UnsupportedOpsError
 
 RNG = np.random.default_rng(1)
-
-
-def model(op: str, inputs: dict[str, np.ndarray], opset: int = 18, consts: dict[str, np.ndarray] | None = None,
-          **attrs) -> onnx.ModelProto:
-    consts = consts or {}
-    node = helper.make_node(op, list(inputs) + list(consts), ["y"], name=f"{op.lower()}_node", **attrs)
-    graph = helper.make_graph(
-        [node], op,
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-         for n, v in inputs.items()],
-        [helper.make_value_info("y", onnx.TypeProto())],
-        [numpy_helper.from_array(v, n) for n, v in consts.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    ref = ort_run(m, feeds)[0]
-    sess = clawdbot.load(m)
-    assert sess.driver.check, "tests run with CLAWDBOT_CHECK=1 (conftest)"
-    ours = sess.run(feeds)["y"]
-    assert ours.dtype == ref.dtype and ours.shape == ref.shape, f"{ours.dtype}{ours.shape} vs {ref.dtype}{ref.shape}"
-    np.testing.assert_allclose(ours.astype(np.float64), ref.astype(np.float64), rtol=rtol, atol=atol)
-
-
-def rand(shape, dtype="float32", scale=4.0) -> np.ndarray:
-    return np.asarray(RNG.uniform(-scale, scale, shape).astype(dtype))
+model = partial(one_node_model, opset=18)
+check = partial(assert_matches_ort, rtol=1e-5, atol=1e-6)
 
 
 def tol(dtype) -> dict:
@@ -71,26 +47,21 @@ POINTWISE = {
 
 def check_pointwise(op, attrs, opset, x):
     m = model(op, {"x": x}, opset=max(opset, 7), **attrs)
+    cast = None
     try:
         ort_run(m, {"x": x})
     except Exception as e:  # noqa: BLE001 - onnxruntime lacks some float64/float16 kernels or type constraints
         if "NOT_IMPLEMENTED" not in str(e) and "Type Error" not in str(e):
             raise
-        # ... so for those the oracle runs in float32.
-        x32 = x.astype(np.float32)
-        ref = ort_run(model(op, {"x": x32}, opset=max(opset, 7), **attrs), {"x": x32})[0]
-        ours = clawdbot.load(m).run({"x": x})["y"]
-        assert ours.dtype == x.dtype and ours.shape == x.shape
-        np.testing.assert_allclose(ours.astype(np.float32), ref, **tol(x.dtype.name))
-        return
-    check(m, {"x": x}, **tol(x.dtype.name))
+        cast = (x.dtype.name, "float32")  # ... so for those the oracle runs in float32.
+    check(m, {"x": x}, cast_for_ort=cast, **tol(x.dtype.name))
 
 
 @pytest.mark.parametrize("op", sorted(POINTWISE))
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
 def test_pointwise(op, dtype):
     opset, attr_sets = POINTWISE[op]
-    x = rand((3, 4, 5), dtype)
+    x = rand(RNG, (3, 4, 5), dtype, -4, 4)
     x.flat[:3] = [0, 0.5, -0.5]  # the branch points of relu-likes and shrink
     for attrs in attr_sets:
         check_pointwise(op, attrs, opset, x)
@@ -117,13 +88,13 @@ def test_relu_integers(dtype):
 @pytest.mark.parametrize("slope_shape", [(1,), (5,), (4, 1), (3, 1, 1), (1, 4, 5), (3, 4, 5)])
 @pytest.mark.parametrize("opset", [7, 9, 16])
 def test_prelu_slope_broadcasting(slope_shape, opset):
-    x = rand((3, 4, 5))
-    slope = rand(slope_shape, scale=1.0)
+    x = rand(RNG, (3, 4, 5), lo=-4, hi=4)
+    slope = rand(RNG, slope_shape, lo=-1, hi=1)
     check(model("PRelu", {"x": x}, opset=opset, consts={"slope": slope}), {"x": x})
 
 
 def test_prelu_runtime_slope_and_int():
-    x, slope = rand((2, 3, 4)), rand((3, 1), scale=1.0)
+    x, slope = rand(RNG, (2, 3, 4), lo=-4, hi=4), rand(RNG, (3, 1), lo=-1, hi=1)
     check(model("PRelu", {"x": x, "slope": slope}, opset=16), {"x": x, "slope": slope})
     xi, si = RNG.integers(-9, 9, (2, 5)).astype(np.int32), RNG.integers(-3, 3, (5,)).astype(np.int32)
     check(model("PRelu", {"x": xi, "slope": si}, opset=16), {"x": xi, "slope": si})
@@ -134,7 +105,7 @@ def test_prelu_runtime_slope_and_int():
 @pytest.mark.parametrize("axis", [None, 0, 1, 2, -1, -2])
 @pytest.mark.parametrize("opset", [11, 13])
 def test_softmax_family(op, axis, opset):
-    x = rand((2, 3, 5))
+    x = rand(RNG, (2, 3, 5), lo=-4, hi=4)
     x[0, 1, :2] = x[0, 1, 3]  # ties for hardmax
     attrs = {} if axis is None else {"axis": axis}
     check(model(op, {"x": x}, opset=opset, **attrs), {"x": x})
@@ -143,7 +114,7 @@ def test_softmax_family(op, axis, opset):
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
 @pytest.mark.parametrize("dtype", ["float64", "float16"])
 def test_softmax_dtypes_and_large_values(op, dtype):
-    x = (rand((4, 7)) * 30).astype(dtype)
+    x = (rand(RNG, (4, 7), lo=-4, hi=4) * 30).astype(dtype)
     check(model(op, {"x": x}, opset=13), {"x": x}, **tol(dtype))
     check(model(op, {"x": x}, opset=11, axis=0), {"x": x}, **tol(dtype))
 
@@ -151,7 +122,7 @@ def test_softmax_dtypes_and_large_values(op, dtype):
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
 def test_softmax_family_coerced_2d_with_dynamic_batch(op):
     """Opset < 13 flattens at `axis` and reshapes back to the run-time shape: a symbolic batch dim works."""
-    x = rand((3, 2, 4, 2))
+    x = rand(RNG, (3, 2, 4, 2), lo=-4, hi=4)
     m = model(op, {"x": x}, opset=11, axis=1)
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     check(m, {"x": x})
@@ -159,13 +130,13 @@ def test_softmax_family_coerced_2d_with_dynamic_batch(op):
 
 
 def test_hardmax_rank4_and_all_equal():
-    x = rand((2, 3, 4, 5))
+    x = rand(RNG, (2, 3, 4, 5), lo=-4, hi=4)
     check(model("Hardmax", {"x": x}, opset=13, axis=2), {"x": x})
     same = np.ones((3, 4), np.float32)
     check(model("Hardmax", {"x": same}, opset=13), {"x": same})
 
 
 def test_gelu_rejects_unknown_approximation():
-    m = model("Gelu", {"x": rand((2,))}, opset=20, approximate="cubic")
+    m = model("Gelu", {"x": rand(RNG, (2,), lo=-4, hi=4)}, opset=20, approximate="cubic")
     with pytest.raises(UnsupportedOpsError, match="gelu_node"):
         clawdbot.load(m)

@@ -10,63 +10,33 @@ conftest.py sets CLAWDBOT_CHECK=1, so kernel output dtypes/shapes are checked to
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
-import onnx
 import pytest
-from claw_testing import ort_run
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
+from claw_testing import assert_matches_ort, one_node_model, ort_run, randn, reference_run
 
 import clawdbot
 from clawdbot.errors import UnsupportedOpsError
 
 RNG = np.random.default_rng(7)
 OUTPUTS = ["y", "present_key", "present_value", "qk"]
-
-
-def model(op: str, inputs: dict[str, np.ndarray | None], outputs: list[str], opset: int = 23,
-          **attrs) -> onnx.ModelProto:
-    """One-node model; an input given as None is omitted ("" in the node)."""
-    node = helper.make_node(op, [n if v is not None else "" for n, v in inputs.items()], outputs,
-                            name=f"{op.lower()}_node", **attrs)
-    graph = helper.make_graph(
-        [node], op,
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-         for n, v in inputs.items() if v is not None],
-        [helper.make_value_info(o, onnx.TypeProto()) for o in outputs if o])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def feeds_of(inputs: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
-    return {n: v for n, v in inputs.items() if v is not None}
+model = partial(one_node_model, opset=23)
+check = partial(assert_matches_ort, rtol=1e-5, atol=1e-5)
 
 
 def tol(dtype) -> dict:
     return {"rtol": 3e-3, "atol": 3e-3} if np.dtype(dtype) == np.float16 else {"rtol": 1e-5, "atol": 1e-5}
 
 
-def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], reference=None, rtol=1e-5, atol=1e-5) -> None:
-    ref = reference if reference is not None else ort_run(m, feeds)
-    names = [o.name for o in m.graph.output]
-    ours = clawdbot.load(m).run(feeds)
-    for name, r in zip(names, ref):
-        got = ours[name]
-        assert got.dtype == r.dtype and got.shape == r.shape, f"{name}: {got.dtype}{got.shape} vs {r.dtype}{r.shape}"
-        np.testing.assert_allclose(got.astype(np.float64), r.astype(np.float64), err_msg=name, rtol=rtol, atol=atol)
-
-
-def rand(shape, dtype="float32") -> np.ndarray:
-    return RNG.standard_normal(shape).astype(dtype)
-
-
 def qkv(layout: str, heads: tuple[int, int], dtype="float32", batch=2, q_len=4, kv_len=6, size=8, v_size=8):
     """Q, K, V in `layout` ("3d" or "4d") and the attributes the layout needs."""
     hq, hkv = heads
     if layout == "4d":
-        return (rand((batch, hq, q_len, size), dtype), rand((batch, hkv, kv_len, size), dtype),
-                rand((batch, hkv, kv_len, v_size), dtype), {})
-    return (rand((batch, q_len, hq * size), dtype), rand((batch, kv_len, hkv * size), dtype),
-            rand((batch, kv_len, hkv * v_size), dtype), {"q_num_heads": hq, "kv_num_heads": hkv})
+        return (randn(RNG, (batch, hq, q_len, size), dtype), randn(RNG, (batch, hkv, kv_len, size), dtype),
+                randn(RNG, (batch, hkv, kv_len, v_size), dtype), {})
+    return (randn(RNG, (batch, q_len, hq * size), dtype), randn(RNG, (batch, kv_len, hkv * size), dtype),
+            randn(RNG, (batch, kv_len, hkv * v_size), dtype), {"q_num_heads": hq, "kv_num_heads": hkv})
 
 
 HEADS = {"mha": (3, 3), "gqa": (6, 2), "mqa": (4, 1)}
@@ -79,7 +49,7 @@ HEADS = {"mha": (3, 3), "gqa": (6, 2), "mqa": (4, 1)}
 def test_attention_options(layout, heads, attrs):
     q, k, v, head_attrs = qkv(layout, HEADS[heads], v_size=5)
     inputs = {"q": q, "k": k, "v": v}
-    check(model("Attention", inputs, ["y"], **head_attrs, **attrs), feeds_of(inputs), **tol(q.dtype))
+    check(model("Attention", inputs, **head_attrs, **attrs), inputs, **tol(q.dtype))
 
 
 MASKS = {  # name -> (shape for [batch=2, heads, q=4, total=6], dtype)
@@ -99,7 +69,7 @@ def make_mask(name: str, dtype="float32") -> np.ndarray:
         mask = RNG.random(shape) > 0.3
         mask[..., 0] = True  # every row attends at least one key: onnxruntime then agrees on every row
         return mask
-    return rand(shape, dtype)
+    return randn(RNG, shape, dtype)
 
 
 @pytest.mark.parametrize("mask", sorted(MASKS))
@@ -107,10 +77,9 @@ def make_mask(name: str, dtype="float32") -> np.ndarray:
 def test_attention_masks(mask, causal):
     q, k, v, _ = qkv("4d", (3, 3))
     inputs = {"q": q, "k": k, "v": v, "mask": make_mask(mask)}
-    m = model("Attention", inputs, ["y"], is_causal=causal)
+    m = model("Attention", inputs, is_causal=causal)
     # onnxruntime rejects masks shorter than the keys, which ONNX allows: the reference evaluator judges those.
-    ref = ReferenceEvaluator(m).run(None, feeds_of(inputs)) if mask.endswith("short") else None
-    check(m, feeds_of(inputs), reference=ref)
+    check(m, inputs, oracle=reference_run if mask.endswith("short") else ort_run)
 
 
 @pytest.mark.parametrize("layout", ["3d", "4d"])
@@ -120,26 +89,26 @@ def test_attention_kv_cache(layout, heads, causal):
     """past_key/past_value are prepended; presents are 4-D; causal masking is offset by the past length."""
     hq, hkv = HEADS[heads]
     q, k, v, head_attrs = qkv(layout, (hq, hkv), q_len=3, kv_len=3)
-    past_k, past_v = rand((2, hkv, 5, 8)), rand((2, hkv, 5, 8))
-    inputs = {"q": q, "k": k, "v": v, "mask": rand((3, 8)), "past_key": past_k, "past_value": past_v}
-    m = model("Attention", inputs, OUTPUTS[:3], is_causal=causal, **head_attrs)
-    check(m, feeds_of(inputs))
+    past_k, past_v = randn(RNG, (2, hkv, 5, 8)), randn(RNG, (2, hkv, 5, 8))
+    inputs = {"q": q, "k": k, "v": v, "mask": randn(RNG, (3, 8)), "past_key": past_k, "past_value": past_v}
+    m = model("Attention", inputs, outputs=OUTPUTS[:3], is_causal=causal, **head_attrs)
+    check(m, inputs)
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])
 @pytest.mark.parametrize("layout", ["3d", "4d"])
 def test_attention_qk_output_modes(mode, layout):
     q, k, v, head_attrs = qkv(layout, (4, 2))
-    inputs = {"q": q, "k": k, "v": v, "mask": rand((4, 8)), "past_key": rand((2, 2, 2, 8)),
-              "past_value": rand((2, 2, 2, 8))}
-    m = model("Attention", inputs, OUTPUTS, qk_matmul_output_mode=mode, softcap=3.0, **head_attrs)
-    check(m, feeds_of(inputs))
+    inputs = {"q": q, "k": k, "v": v, "mask": randn(RNG, (4, 8)), "past_key": randn(RNG, (2, 2, 2, 8)),
+              "past_value": randn(RNG, (2, 2, 2, 8))}
+    m = model("Attention", inputs, outputs=OUTPUTS, qk_matmul_output_mode=mode, softcap=3.0, **head_attrs)
+    check(m, inputs)
 
 
 def test_attention_only_qk_output_requested():
     q, k, v, _ = qkv("4d", (2, 2))
     inputs = {"q": q, "k": k, "v": v}
-    check(model("Attention", inputs, ["y", "", "", "qk"], qk_matmul_output_mode=3), feeds_of(inputs))
+    check(model("Attention", inputs, outputs=["y", "", "", "qk"], qk_matmul_output_mode=3), inputs)
 
 
 @pytest.mark.parametrize("layout", ["3d", "4d"])
@@ -149,23 +118,23 @@ def test_attention_float16_and_softmax_precision(layout, precision):
     q *= 4  # large scores: a half-precision softmax would lose its small terms
     inputs = {"q": q, "k": k, "v": v, "mask": make_mask("float_2d", "float16")}
     extra = {} if precision is None else {"softmax_precision": precision}
-    m = model("Attention", inputs, ["y", "", "", "qk"], is_causal=1, qk_matmul_output_mode=3, **head_attrs,
+    m = model("Attention", inputs, outputs=["y", "", "", "qk"], is_causal=1, qk_matmul_output_mode=3, **head_attrs,
               **extra)
-    check(m, feeds_of(inputs), **tol("float16"))
+    check(m, inputs, **tol("float16"))
 
 
 def test_attention_float64():
     q, k, v, _ = qkv("4d", (2, 1), dtype="float64")
     inputs = {"q": q, "k": k, "v": v}
-    m = model("Attention", inputs, ["y"], is_causal=1)
-    ref = ReferenceEvaluator(m).run(None, feeds_of(inputs))  # onnxruntime has no float64 Attention kernel
-    check(m, feeds_of(inputs), reference=ref, rtol=1e-10, atol=1e-12)
+    m = model("Attention", inputs, is_causal=1)
+    # onnxruntime has no float64 Attention kernel
+    check(m, inputs, oracle=reference_run, rtol=1e-10, atol=1e-12)
 
 
 def test_attention_large_scores_are_stable():
     q, k, v, _ = qkv("4d", (2, 2))
     inputs = {"q": q * 300, "k": k * 300, "v": v}
-    check(model("Attention", inputs, ["y"]), feeds_of(inputs), rtol=1e-4, atol=1e-4)
+    check(model("Attention", inputs), inputs, rtol=1e-4, atol=1e-4)
 
 
 def test_attention_fully_masked_rows_are_zero():
@@ -173,11 +142,11 @@ def test_attention_fully_masked_rows_are_zero():
     q, k, v, _ = qkv("4d", (2, 2), q_len=3, kv_len=3)
     mask = np.ones((3, 3), bool)
     mask[1] = False
-    m = model("Attention", {"q": q, "k": k, "v": v, "mask": mask}, ["y", "", "", "qk"], qk_matmul_output_mode=3)
+    m = model("Attention", {"q": q, "k": k, "v": v, "mask": mask}, outputs=["y", "", "", "qk"], qk_matmul_output_mode=3)
     out = clawdbot.load(m).run({"q": q, "k": k, "v": v, "mask": mask})
     assert np.all(out["y"][:, :, 1] == 0) and np.all(out["qk"][:, :, 1] == 0)
     assert np.all(np.isfinite(out["y"]))
-    ref = ReferenceEvaluator(m).run(None, {"q": q, "k": k, "v": v, "mask": mask})
+    ref = reference_run(m, {"q": q, "k": k, "v": v, "mask": mask})
     np.testing.assert_allclose(out["y"], ref[0], rtol=1e-5, atol=1e-6)
 
 
@@ -189,8 +158,8 @@ def test_attention_nonpad_kv_seqlen(causal, with_mask):
     lens = np.array([6, 4], np.int64)
     inputs = {"q": q, "k": k, "v": v, "mask": make_mask("float_2d")[:2] if with_mask else None,
               "past_key": None, "past_value": None, "nonpad_kv_seqlen": lens}
-    m = model("Attention", inputs, ["y"], opset=24, is_causal=causal)
-    check(m, feeds_of(inputs))
+    m = model("Attention", inputs, opset=24, is_causal=causal)
+    check(m, inputs)
 
 
 @pytest.mark.parametrize("window", [(2, -1), (1, 1), (-1, 0), (0, 2)])
@@ -198,16 +167,16 @@ def test_attention_nonpad_kv_seqlen(causal, with_mask):
 def test_attention_sliding_window_opset25(window, causal):
     left, right = window
     q, k, v, head_attrs = qkv("3d", (4, 2), q_len=4, kv_len=2)
-    inputs = {"q": q, "k": k, "v": v, "mask": None, "past_key": rand((2, 2, 4, 8)),
-              "past_value": rand((2, 2, 4, 8))}
-    m = model("Attention", inputs, OUTPUTS[:3], opset=25, is_causal=causal, left_window_size=left,
+    inputs = {"q": q, "k": k, "v": v, "mask": None, "past_key": randn(RNG, (2, 2, 4, 8)),
+              "past_value": randn(RNG, (2, 2, 4, 8))}
+    m = model("Attention", inputs, outputs=OUTPUTS[:3], opset=25, is_causal=causal, left_window_size=left,
               right_window_size=right, **head_attrs)
-    check(m, feeds_of(inputs), reference=ReferenceEvaluator(m).run(None, feeds_of(inputs)), rtol=1e-5, atol=1e-6)
+    check(m, inputs, oracle=reference_run, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_dynamic_batch_and_sequence():
     q, k, v, head_attrs = qkv("3d", (4, 2))
-    m = model("Attention", {"q": q, "k": k, "v": v}, ["y"], is_causal=1, **head_attrs)
+    m = model("Attention", {"q": q, "k": k, "v": v}, is_causal=1, **head_attrs)
     for vi, dims in zip(m.graph.input, (("b", "s"), ("b", "t"), ("b", "t"))):
         for d, name in zip(vi.type.tensor_type.shape.dim, dims):
             d.dim_param = name
@@ -218,13 +187,13 @@ def test_attention_dynamic_batch_and_sequence():
 def test_attention_3d_without_heads_is_unsupported():
     q, k, v, _ = qkv("3d", (2, 2))
     with pytest.raises(UnsupportedOpsError, match="attention_node"):
-        clawdbot.load(model("Attention", {"q": q, "k": k, "v": v}, ["y"]))
+        clawdbot.load(model("Attention", {"q": q, "k": k, "v": v}))
 
 
 # -- RotaryEmbedding ---------------------------------------------------------------------------------------------
 def rotary_inputs(layout: str, rotary_dim: int, positions: bool, dtype="float32", heads=3, size=8):
     batch, seq = 2, 5
-    x = rand((batch, heads, seq, size) if layout == "4d" else (batch, seq, heads * size), dtype)
+    x = randn(RNG, (batch, heads, seq, size) if layout == "4d" else (batch, seq, heads * size), dtype)
     half = (rotary_dim or size) // 2
     table = (16,) if positions else (batch, seq)
     angles = RNG.uniform(0, 6.3, table + (half,))
@@ -242,17 +211,17 @@ def test_rotary_embedding(layout, interleaved, rotary_dim, positions):
     inputs, attrs = rotary_inputs(layout, rotary_dim, positions)
     if rotary_dim:
         attrs["rotary_embedding_dim"] = rotary_dim
-    m = model("RotaryEmbedding", inputs, ["y"], interleaved=interleaved, **attrs)
+    m = model("RotaryEmbedding", inputs, interleaved=interleaved, **attrs)
     check(m, inputs)
 
 
 @pytest.mark.parametrize("layout", ["3d", "4d"])
 def test_rotary_embedding_float16(layout):
     inputs, attrs = rotary_inputs(layout, 0, True, dtype="float16")
-    check(model("RotaryEmbedding", inputs, ["y"], interleaved=1, **attrs), inputs, **tol("float16"))
+    check(model("RotaryEmbedding", inputs, interleaved=1, **attrs), inputs, **tol("float16"))
 
 
 def test_rotary_embedding_3d_without_heads_is_unsupported():
     inputs, _ = rotary_inputs("3d", 0, True)
     with pytest.raises(UnsupportedOpsError, match="rotaryembedding_node"):
-        clawdbot.load(model("RotaryEmbedding", inputs, ["y"]))
+        clawdbot.load(model("RotaryEmbedding", inputs))

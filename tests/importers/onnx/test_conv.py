@@ -4,43 +4,26 @@ import, and at run time when the spatial sizes are symbolic), constant and run-t
 ConvTranspose's output_padding / output_shape."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
-from claw_testing import ort_run
-from onnx import helper, numpy_helper
+from claw_testing import assert_matches_ort, one_node_model, randn
 
 from clawdbot.importers.onnx import import_onnx
-from clawdbot.session import Session
 
 RNG = np.random.default_rng(0)
+check = partial(assert_matches_ort, rtol=1e-4, atol=1e-4)
 
 
-def model(op: str, x_shape, w: np.ndarray, bias: np.ndarray | None = None, *, const_weights: bool = True,
-          x_dims=None, opset: int = 17, **attrs) -> onnx.ModelProto:
-    """One conv node on graph input x (declared with `x_dims`, default its shape; the weight's dtype); the
-    weight and bias are initializers or, with const_weights=False, graph inputs."""
+def model(op: str, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, const_weights: bool = True,
+          x_dims=None, **attrs) -> onnx.ModelProto:
+    """One conv node on graph input x (declared with `x_dims`, default its shape); the weight and bias are
+    initializers or, with const_weights=False, graph inputs."""
     params = {"w": w} | ({} if bias is None else {"b": bias})
-    dtype = helper.np_dtype_to_tensor_dtype(w.dtype)
-    inputs = [helper.make_tensor_value_info("x", dtype, list(x_dims or x_shape))]
-    if not const_weights:
-        inputs += [helper.make_tensor_value_info(n, dtype, v.shape) for n, v in params.items()]
-    node = helper.make_node(op, ["x", *params], ["y"], **attrs)
-    graph = helper.make_graph([node], op, inputs, [helper.make_value_info("y", onnx.TypeProto())],
-                              [numpy_helper.from_array(v, n) for n, v in params.items()] if const_weights else [])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(m: onnx.ModelProto, feeds: dict, monkeypatch, rtol: float = 1e-4, atol: float = 1e-4) -> None:
-    monkeypatch.setenv("CLAWDBOT_CHECK", "1")
-    ref = ort_run(m, feeds)[0]
-    ours = Session(import_onnx(m)).run(feeds)["y"]
-    assert ours.dtype == ref.dtype and ours.shape == ref.shape, f"{ours.dtype}{ours.shape} vs {ref.dtype}{ref.shape}"
-    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol)
-
-
-def rand(*shape):
-    return RNG.standard_normal(shape).astype(np.float32)
+    inputs, consts = ({"x": x}, params) if const_weights else ({"x": x} | params, None)
+    return one_node_model(op, inputs, consts, input_shapes={"x": x_dims} if x_dims else None, **attrs)
 
 
 # (x shape, weight shape, attributes)
@@ -68,48 +51,45 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("x_shape,w_shape,attrs", CONV_CASES)
-def test_conv(x_shape, w_shape, attrs, bias, monkeypatch):
-    x = rand(*x_shape)
-    m = model("Conv", x_shape, rand(*w_shape), rand(w_shape[0]) if bias else None, **attrs)
-    check(m, {"x": x}, monkeypatch)
+def test_conv(x_shape, w_shape, attrs, bias):
+    x = randn(RNG, x_shape)
+    m = model("Conv", x, randn(RNG, w_shape), randn(RNG, w_shape[0]) if bias else None, **attrs)
+    check(m, {"x": x})
 
 
-def test_conv_runtime_weights(monkeypatch):
-    x, w, b = rand(2, 4, 13, 7), rand(6, 2, 3, 3), rand(6)
-    m = model("Conv", x.shape, w, b, const_weights=False, group=2, strides=[2, 1], pads=[1, 0, 0, 1])
-    check(m, {"x": x, "w": w, "b": b}, monkeypatch)
+def test_conv_runtime_weights():
+    x, w, b = randn(RNG, (2, 4, 13, 7)), randn(RNG, (6, 2, 3, 3)), randn(RNG, 6)
+    m = model("Conv", x, w, b, const_weights=False, group=2, strides=[2, 1], pads=[1, 0, 0, 1])
+    check(m, {"x": x, "w": w, "b": b})
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
-def test_conv_auto_pad_with_symbolic_sizes(auto_pad, monkeypatch):
+def test_conv_auto_pad_with_symbolic_sizes(auto_pad):
     # The spatial sizes are unknown at import, so the kernel resolves auto_pad per call; two image sizes.
-    m = model("Conv", None, rand(4, 3, 3, 4), rand(4), x_dims=["N", 3, "H", "W"], auto_pad=auto_pad,
+    like = np.zeros((1, 3, 13, 7), np.float32)  # x's dtype and rank
+    m = model("Conv", like, randn(RNG, (4, 3, 3, 4)), randn(RNG, 4), x_dims=["N", 3, "H", "W"], auto_pad=auto_pad,
               strides=[2, 3])
     for shape in [(1, 3, 13, 7), (2, 3, 8, 11)]:
-        check(m, {"x": rand(*shape)}, monkeypatch)
+        check(m, {"x": randn(RNG, shape)})
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float64"])
 @pytest.mark.parametrize("op,w_shape,attrs", [("Conv", (4, 3, 3, 3), {"pads": [1, 0, 1, 1], "strides": [2, 1]}),
                                               ("Conv", (3, 1, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),
                                               ("ConvTranspose", (3, 2, 3, 3), {"strides": [2, 2]})])
-def test_conv_dtypes(op, w_shape, attrs, dtype, monkeypatch):
-    monkeypatch.setenv("CLAWDBOT_CHECK", "1")
-    x, w = rand(1, 3, 13, 7), rand(*w_shape)
-    b = rand(w_shape[1] if op == "ConvTranspose" else w_shape[0])
-    ours = Session(import_onnx(model(op, x.shape, w.astype(dtype), b.astype(dtype), **attrs))).run(
-        {"x": x.astype(dtype)})["y"]
+def test_conv_dtypes(op, w_shape, attrs, dtype):
+    x, w = randn(RNG, (1, 3, 13, 7)), randn(RNG, w_shape)
+    b = randn(RNG, w_shape[1] if op == "ConvTranspose" else w_shape[0])
     # onnxruntime has float16 but no float64 convolutions: the oracle runs the same values in float32
     # (float16's own rounding of the inputs included).
-    cast = (lambda a: a.astype(dtype).astype(np.float32))
-    ref = ort_run(model(op, x.shape, cast(w), cast(b), **attrs), {"x": cast(x)})[0]
-    assert ours.dtype == np.dtype(dtype) and ours.shape == ref.shape
-    np.testing.assert_allclose(ours, ref, rtol=1e-2 if dtype == "float16" else 1e-5, atol=1e-2 if dtype ==
-                               "float16" else 1e-5)
+    m = model(op, x.astype(dtype), w.astype(dtype), b.astype(dtype), **attrs)
+    tolerance = 1e-2 if dtype == "float16" else 1e-5
+    check(m, {"x": x.astype(dtype)}, rtol=tolerance, atol=tolerance, cast_for_ort=(dtype, "float32"))
 
 
 def test_conv_shape_inference_is_static():
-    m = model("Conv", (1, 3, 13, 7), rand(4, 3, 3, 3), strides=[2, 2], pads=[1, 0, 2, 1])
+    m = model("Conv", np.zeros((1, 3, 13, 7), np.float32), randn(RNG, (4, 3, 3, 3)), strides=[2, 2],
+              pads=[1, 0, 2, 1])
     assert import_onnx(m).types["y"].shape == (1, 4, 7, 3)
 
 
@@ -134,19 +114,20 @@ TRANSPOSE_CASES = [
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("x_shape,w_shape,attrs", TRANSPOSE_CASES)
-def test_conv_transpose(x_shape, w_shape, attrs, bias, monkeypatch):
-    x = rand(*x_shape)
+def test_conv_transpose(x_shape, w_shape, attrs, bias):
+    x = randn(RNG, x_shape)
     group = attrs.get("group", 1)
-    m = model("ConvTranspose", x_shape, rand(*w_shape), rand(w_shape[1] * group) if bias else None, **attrs)
-    check(m, {"x": x}, monkeypatch)
+    m = model("ConvTranspose", x, randn(RNG, w_shape), randn(RNG, w_shape[1] * group) if bias else None, **attrs)
+    check(m, {"x": x})
 
 
 @pytest.mark.parametrize("attrs,shapes", [({"output_padding": [1, 0]}, [(1, 2, 5, 4), (2, 2, 6, 5)]),
                                           ({"output_shape": [11, 9]}, [(1, 2, 5, 4), (3, 2, 5, 4)]),
                                           ({"auto_pad": "SAME_UPPER"}, [(1, 2, 5, 4), (2, 2, 6, 5)])])
-def test_conv_transpose_symbolic_sizes_and_runtime_weights(attrs, shapes, monkeypatch):
+def test_conv_transpose_symbolic_sizes_and_runtime_weights(attrs, shapes):
     # Sizes unknown at import: output_shape / auto_pad are resolved by the kernel for each input.
-    w = rand(2, 3, 4, 3)
-    m = model("ConvTranspose", None, w, const_weights=False, x_dims=["N", 2, "H", "W"], strides=[2, 2], **attrs)
+    w = randn(RNG, (2, 3, 4, 3))
+    like = np.zeros((1, 2, 5, 4), np.float32)  # x's dtype and rank
+    m = model("ConvTranspose", like, w, const_weights=False, x_dims=["N", 2, "H", "W"], strides=[2, 2], **attrs)
     for shape in shapes:
-        check(m, {"x": rand(*shape), "w": w}, monkeypatch)
+        check(m, {"x": randn(RNG, shape), "w": w})

@@ -7,11 +7,11 @@ so kernel output dtypes/shapes are checked too.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
-import onnx
 import pytest
-from claw_testing import ort_run
-from onnx import helper
+from claw_testing import assert_matches_ort, one_node_model
 
 import clawdbot
 from clawdbot.errors import UnsupportedOpsError
@@ -19,17 +19,8 @@ from clawdbot.errors import UnsupportedOpsError
 RNG = np.random.default_rng(11)
 CLASSES = 5
 OPS = ("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss")
-
-
-def model(op: str, inputs: dict[str, np.ndarray], outputs: list[str], opset: int = 13,
-          **attrs) -> onnx.ModelProto:
-    node = helper.make_node(op, list(inputs), outputs, name=f"{op.lower()}_node", **attrs)
-    graph = helper.make_graph(
-        [node], op,
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-         for n, v in inputs.items()],
-        [helper.make_value_info(o, onnx.TypeProto()) for o in outputs])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+model = partial(one_node_model, opset=13)
+check = partial(assert_matches_ort, rtol=1e-5, atol=1e-6)
 
 
 def make_inputs(shape, *, weight=False, ignore_index=None, dtype="float32", target_dtype="int64"):
@@ -45,16 +36,6 @@ def make_inputs(shape, *, weight=False, ignore_index=None, dtype="float32", targ
     return inputs
 
 
-def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol=1e-5, atol=1e-6) -> None:
-    ref = ort_run(m, feeds)
-    ours = clawdbot.load(m).run(feeds)
-    for name, r in zip([o.name for o in m.graph.output], ref):
-        got = ours[name]
-        assert got.dtype == r.dtype and got.shape == r.shape, f"{name}: {got.dtype}{got.shape} vs {r.dtype}{r.shape}"
-        np.testing.assert_allclose(got.astype(np.float64), r.astype(np.float64), rtol=rtol, atol=atol,
-                                   err_msg=name)
-
-
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("weight", [False, True])
@@ -63,7 +44,7 @@ def test_reductions_weights_ignore_index(op, reduction, weight, ignore_index):
     inputs = make_inputs((4, 3), weight=weight, ignore_index=ignore_index)
     attrs = {"reduction": reduction} if ignore_index is None else {"reduction": reduction,
                                                                     "ignore_index": ignore_index}
-    check(model(op, inputs, ["loss"], **attrs), inputs)
+    check(model(op, inputs, outputs=["loss"], **attrs), inputs)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -71,13 +52,13 @@ def test_reductions_weights_ignore_index(op, reduction, weight, ignore_index):
 def test_ranks(op, shape):
     inputs = make_inputs(shape, weight=True, ignore_index=1)
     for reduction in ("none", "mean"):
-        check(model(op, inputs, ["loss"], reduction=reduction, ignore_index=1), inputs)
+        check(model(op, inputs, outputs=["loss"], reduction=reduction, ignore_index=1), inputs)
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_softmax_cross_entropy_log_prob_output(reduction):
     inputs = make_inputs((3, 4), weight=True, ignore_index=0)
-    check(model("SoftmaxCrossEntropyLoss", inputs, ["loss", "log_prob"], reduction=reduction, ignore_index=0),
+    check(model("SoftmaxCrossEntropyLoss", inputs, outputs=["loss", "log_prob"], reduction=reduction, ignore_index=0),
           inputs)
 
 
@@ -86,7 +67,7 @@ def test_softmax_cross_entropy_log_prob_output(reduction):
 def test_opsets_and_default_reduction(op, opset):
     """reduction defaults to mean in every version."""
     inputs = make_inputs((3, 2), weight=True)
-    check(model(op, inputs, ["loss"], opset=opset), inputs)
+    check(model(op, inputs, outputs=["loss"], opset=opset), inputs)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -95,16 +76,16 @@ def test_float_dtypes_and_int32_targets(op, dtype):
     inputs = make_inputs((4, 3), weight=True, ignore_index=3, dtype=dtype, target_dtype="int32")
     tolerance = {"rtol": 2e-3, "atol": 2e-3} if dtype == "float16" else {"rtol": 1e-12, "atol": 1e-12}
     for reduction in ("none", "mean"):
-        check(model(op, inputs, ["loss"], reduction=reduction, ignore_index=3), inputs, **tolerance)
+        check(model(op, inputs, outputs=["loss"], reduction=reduction, ignore_index=3), inputs, **tolerance)
 
 
 def test_large_scores_are_stable():
     inputs = make_inputs((4,), weight=False)
     inputs["x"] *= 200
-    check(model("SoftmaxCrossEntropyLoss", inputs, ["loss", "log_prob"], reduction="sum"), inputs, rtol=1e-5)
+    check(model("SoftmaxCrossEntropyLoss", inputs, outputs=["loss", "log_prob"], reduction="sum"), inputs, rtol=1e-5)
 
 
 def test_unknown_reduction_is_unsupported():
     inputs = make_inputs((2,))
     with pytest.raises(UnsupportedOpsError, match="negativeloglikelihoodloss_node"):
-        clawdbot.load(model("NegativeLogLikelihoodLoss", inputs, ["loss"], reduction="max"))
+        clawdbot.load(model("NegativeLogLikelihoodLoss", inputs, outputs=["loss"], reduction="max"))

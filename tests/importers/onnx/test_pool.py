@@ -4,38 +4,20 @@ auto_pad (also with symbolic sizes), MaxPool's indices output in both storage or
 inputs."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
-from claw_testing import ort_run
-from onnx import helper
-
-from clawdbot.importers.onnx import import_onnx
-from clawdbot.session import Session
+from claw_testing import assert_matches_ort, one_node_model, randn
 
 RNG = np.random.default_rng(0)
+check = partial(assert_matches_ort, rtol=1e-5, atol=1e-5)
 
 
-def model(op: str, x: np.ndarray, *, n_out: int = 1, x_dims=None, opset: int = 19, **attrs) -> onnx.ModelProto:
-    node = helper.make_node(op, ["x"], [f"y{i}" for i in range(n_out)], **attrs)
-    graph = helper.make_graph(
-        [node], op, [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype),
-                                                   list(x_dims or x.shape))],
-        [helper.make_value_info(f"y{i}", onnx.TypeProto()) for i in range(n_out)])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(m: onnx.ModelProto, x: np.ndarray, monkeypatch, rtol: float = 1e-5, atol: float = 1e-5) -> None:
-    monkeypatch.setenv("CLAWDBOT_CHECK", "1")
-    ref = ort_run(m, {"x": x})
-    ours = Session(import_onnx(m)).run({"x": x})
-    for r, (name, o) in zip(ref, ours.items()):
-        assert o.dtype == r.dtype and o.shape == r.shape, f"{name}: {o.dtype}{o.shape} vs ORT {r.dtype}{r.shape}"
-        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=name)
-
-
-def rand(*shape, dtype="float32"):
-    return RNG.standard_normal(shape).astype(dtype)
+def model(op: str, x: np.ndarray, *, x_dims=None, opset: int = 19, **attrs) -> onnx.ModelProto:
+    """One pool node on graph input x (declared with `x_dims`, default its shape)."""
+    return one_node_model(op, {"x": x}, opset=opset, input_shapes={"x": x_dims} if x_dims else None, **attrs)
 
 
 # (x shape, attributes)
@@ -59,62 +41,62 @@ DILATED = [
 
 
 @pytest.mark.parametrize("x_shape,attrs", WINDOWS + DILATED)
-def test_max_pool(x_shape, attrs, monkeypatch):
-    check(model("MaxPool", rand(*x_shape), **attrs), rand(*x_shape), monkeypatch)
+def test_max_pool(x_shape, attrs):
+    check(model("MaxPool", randn(RNG, x_shape), **attrs), {"x": randn(RNG, x_shape)})
 
 
 @pytest.mark.parametrize("storage_order", [0, 1])
 @pytest.mark.parametrize("x_shape,attrs", [w for w in WINDOWS + DILATED if "auto_pad" not in w[1]])
-def test_max_pool_indices(x_shape, attrs, storage_order, monkeypatch):
-    x = rand(*x_shape)
-    check(model("MaxPool", x, n_out=2, storage_order=storage_order, **attrs), x, monkeypatch)
+def test_max_pool_indices(x_shape, attrs, storage_order):
+    x = randn(RNG, x_shape)
+    check(model("MaxPool", x, n_out=2, storage_order=storage_order, **attrs), {"x": x})
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "float16", "float64"])
-def test_max_pool_dtypes(dtype, monkeypatch):
+def test_max_pool_dtypes(dtype):
     x = (RNG.uniform(0, 100, (2, 3, 13, 7))).astype(dtype)
-    check(model("MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), x, monkeypatch)
+    check(model("MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), {"x": x})
 
 
 @pytest.mark.parametrize("include_pad", [0, 1])
 @pytest.mark.parametrize("x_shape,attrs", WINDOWS + DILATED)
-def test_avg_pool(x_shape, attrs, include_pad, monkeypatch):
-    x = rand(*x_shape)
-    check(model("AveragePool", x, count_include_pad=include_pad, **attrs), x, monkeypatch)
+def test_avg_pool(x_shape, attrs, include_pad):
+    x = randn(RNG, x_shape)
+    check(model("AveragePool", x, count_include_pad=include_pad, **attrs), {"x": x})
 
 
 @pytest.mark.parametrize("opset", [7, 10, 11])
-def test_avg_pool_older_opsets(opset, monkeypatch):
-    x = rand(1, 3, 13, 7)
+def test_avg_pool_older_opsets(opset):
+    x = randn(RNG, (1, 3, 13, 7))
     attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 0, 1], "count_include_pad": 1}
     if opset >= 10:
         attrs["ceil_mode"] = 1
-    check(model("AveragePool", x, opset=opset, **attrs), x, monkeypatch)
+    check(model("AveragePool", x, opset=opset, **attrs), {"x": x})
 
 
-def test_avg_pool_float16(monkeypatch):
-    x = rand(1, 3, 13, 7, dtype="float16")
-    check(model("AveragePool", x, kernel_shape=[3, 3], pads=[1, 1, 1, 1]), x, monkeypatch, rtol=2e-3, atol=2e-3)
+def test_avg_pool_float16():
+    x = randn(RNG, (1, 3, 13, 7), "float16")
+    check(model("AveragePool", x, kernel_shape=[3, 3], pads=[1, 1, 1, 1]), {"x": x}, rtol=2e-3, atol=2e-3)
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
 @pytest.mark.parametrize("x_shape,attrs", [WINDOWS[1], WINDOWS[4], WINDOWS[8], WINDOWS[9], DILATED[0]])
-def test_lp_pool(x_shape, attrs, p, monkeypatch):
-    x = rand(*x_shape)
-    check(model("LpPool", x, p=p, opset=18, **attrs), x, monkeypatch, rtol=1e-4)
+def test_lp_pool(x_shape, attrs, p):
+    x = randn(RNG, x_shape)
+    check(model("LpPool", x, p=p, opset=18, **attrs), {"x": x}, rtol=1e-4)
 
 
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
-def test_pool_auto_pad_with_symbolic_sizes(op, monkeypatch):
-    m = model(op, rand(1, 2, 13, 7), x_dims=["N", 2, "H", "W"], kernel_shape=[3, 2], auto_pad="SAME_UPPER",
+def test_pool_auto_pad_with_symbolic_sizes(op):
+    m = model(op, randn(RNG, (1, 2, 13, 7)), x_dims=["N", 2, "H", "W"], kernel_shape=[3, 2], auto_pad="SAME_UPPER",
               strides=[2, 3])
     for shape in [(1, 2, 13, 7), (2, 2, 6, 8)]:
-        check(m, rand(*shape), monkeypatch)
+        check(m, {"x": randn(RNG, shape)})
 
 
 @pytest.mark.parametrize("x_shape", [(2, 3, 13), (2, 3, 13, 7), (1, 2, 5, 4, 3)])
 @pytest.mark.parametrize("op,attrs", [("GlobalAveragePool", {}), ("GlobalMaxPool", {}), ("GlobalLpPool", {}),
                                       ("GlobalLpPool", {"p": 1}), ("GlobalLpPool", {"p": 3})])
-def test_global_pools(op, attrs, x_shape, monkeypatch):
-    x = rand(*x_shape)
-    check(model(op, x, **attrs), x, monkeypatch, rtol=1e-4)
+def test_global_pools(op, attrs, x_shape):
+    x = randn(RNG, x_shape)
+    check(model(op, x, **attrs), {"x": x}, rtol=1e-4)

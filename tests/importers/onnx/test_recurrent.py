@@ -9,12 +9,13 @@ output dtypes/shapes are checked too.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
-from claw_testing import ort_run
+from claw_testing import assert_matches_ort, one_node_model, ort_run, reference_run
 from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
 import clawdbot
 from clawdbot.errors import UnsupportedOpsError
@@ -27,17 +28,12 @@ ALL_OUTPUTS = {"RNN": ["y", "y_h"], "GRU": ["y", "y_h"], "LSTM": ["y", "y_h", "y
 
 def model(op: str, inputs: dict[str, np.ndarray | None], outputs: list[str], opset: int = 22,
           **attrs) -> onnx.ModelProto:
-    """One-node model; inputs given as None are omitted ("" in the node, trailing ones dropped)."""
-    names = [n if v is not None else "" for n, v in inputs.items()]
-    while names and not names[-1]:
+    """One-node model with hidden_size HIDDEN; inputs given as None are omitted (trailing ones dropped)."""
+    names = list(inputs)
+    while names and inputs[names[-1]] is None:
         names.pop()
-    node = helper.make_node(op, names, outputs, name=f"{op.lower()}_node", hidden_size=HIDDEN, **attrs)
-    graph = helper.make_graph(
-        [node], op,
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-         for n, v in inputs.items() if v is not None],
-        [helper.make_value_info(o, onnx.TypeProto()) for o in outputs if o])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return one_node_model(op, {n: inputs[n] for n in names}, outputs=outputs, opset=opset, hidden_size=HIDDEN,
+                          **attrs)
 
 
 def make_inputs(op: str, directions: int = 1, *, bias=True, lens=False, initial=False, peepholes=False,
@@ -59,10 +55,6 @@ def make_inputs(op: str, directions: int = 1, *, bias=True, lens=False, initial=
     return inputs
 
 
-def feeds_of(inputs):
-    return {n: v for n, v in inputs.items() if v is not None}
-
-
 def oracle(m: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """onnxruntime's outputs. It has no batch-major (layout=1) kernels, so such a model is run as its time-major
     twin on transposed feeds, and the outputs are transposed back: that is layout=1's definition."""
@@ -77,13 +69,7 @@ def oracle(m: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]
     return [o.transpose(2, 0, 1, 3) if o.ndim == 4 else o.transpose(1, 0, 2) for o in outs]
 
 
-def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol=1e-5, atol=1e-5) -> None:
-    ref = oracle(m, feeds)
-    ours = clawdbot.load(m).run(feeds)
-    for out, r in zip([o.name for o in m.graph.output], ref):
-        got = ours[out]
-        assert got.dtype == r.dtype and got.shape == r.shape, f"{out}: {got.dtype}{got.shape} vs {r.dtype}{r.shape}"
-        np.testing.assert_allclose(got, r, rtol=rtol, atol=atol, err_msg=out)
+check = partial(assert_matches_ort, rtol=1e-5, atol=1e-5, oracle=oracle)
 
 
 @pytest.mark.parametrize("op", sorted(GATES))
@@ -94,7 +80,7 @@ def test_directions_layouts_and_optional_inputs(op, direction, layout, extras):
     dirs = 2 if direction == "bidirectional" else 1
     inputs = make_inputs(op, dirs, bias="bias" in extras, lens="lens" in extras, initial="initial" in extras,
                          layout=layout)
-    check(model(op, inputs, ALL_OUTPUTS[op], direction=direction, layout=layout), feeds_of(inputs))
+    check(model(op, inputs, ALL_OUTPUTS[op], direction=direction, layout=layout), inputs)
 
 
 @pytest.mark.parametrize("op", sorted(GATES))
@@ -102,24 +88,24 @@ def test_output_subsets(op):
     inputs = make_inputs(op, 2, lens=True)
     outs = ALL_OUTPUTS[op]
     for chosen in ([outs[0]], ["", outs[1]], ["", "", "y_c"] if op == "LSTM" else [outs[0]]):
-        check(model(op, inputs, chosen, direction="bidirectional"), feeds_of(inputs))
+        check(model(op, inputs, chosen, direction="bidirectional"), inputs)
     for layout in (0, 1):  # unused outputs with the batch-major transposes
         lay = make_inputs(op, 1, layout=layout)
-        check(model(op, lay, ["", outs[1]], layout=layout), feeds_of(lay))
+        check(model(op, lay, ["", outs[1]], layout=layout), lay)
 
 
 @pytest.mark.parametrize("op", sorted(GATES))
 @pytest.mark.parametrize("opset", [7, 14])
 def test_older_opsets(op, opset):
     inputs = make_inputs(op, 2, initial=True)
-    check(model(op, inputs, ALL_OUTPUTS[op], opset=opset, direction="bidirectional"), feeds_of(inputs))
+    check(model(op, inputs, ALL_OUTPUTS[op], opset=opset, direction="bidirectional"), inputs)
 
 
 @pytest.mark.parametrize("op", sorted(GATES))
 def test_clip(op):
     inputs = make_inputs(op, 2, lens=True)
     inputs["x"] *= 4  # pre-activations well beyond the clip
-    check(model(op, inputs, ALL_OUTPUTS[op], direction="bidirectional", clip=0.7), feeds_of(inputs))
+    check(model(op, inputs, ALL_OUTPUTS[op], direction="bidirectional", clip=0.7), inputs)
 
 
 # activation -> (alpha, beta) given explicitly (None: takes no such value)
@@ -143,14 +129,14 @@ def activation_attrs(names: list[str]) -> dict:
 def test_rnn_activations(act):
     inputs = make_inputs("RNN", 2, lens=True)
     attrs = activation_attrs([act, "Tanh"])  # each direction has its own
-    check(model("RNN", inputs, ["y", "y_h"], direction="bidirectional", **attrs), feeds_of(inputs))
+    check(model("RNN", inputs, ["y", "y_h"], direction="bidirectional", **attrs), inputs)
 
 
 @pytest.mark.parametrize("acts", [["HardSigmoid", "Softsign"], ["Sigmoid", "Relu"], ["LeakyRelu", "Elu"],
                                   ["Affine", "ScaledTanh"]])
 def test_gru_activations(acts):
     inputs = make_inputs("GRU", 1)
-    check(model("GRU", inputs, ["y", "y_h"], **activation_attrs(acts)), feeds_of(inputs))
+    check(model("GRU", inputs, ["y", "y_h"], **activation_attrs(acts)), inputs)
 
 
 @pytest.mark.parametrize("acts", [["HardSigmoid", "Tanh", "Softsign"], ["Sigmoid", "Elu", "Relu"],
@@ -158,14 +144,14 @@ def test_gru_activations(acts):
 def test_lstm_activations(acts):
     inputs = make_inputs("LSTM", 2)
     attrs = activation_attrs(acts + ["Sigmoid", "Tanh", "Tanh"])
-    check(model("LSTM", inputs, ALL_OUTPUTS["LSTM"], direction="bidirectional", **attrs), feeds_of(inputs))
+    check(model("LSTM", inputs, ALL_OUTPUTS["LSTM"], direction="bidirectional", **attrs), inputs)
 
 
 def test_activation_names_are_case_insensitive():
     inputs = make_inputs("RNN", 1)
-    ours = clawdbot.load(model("RNN", inputs, ["y"], activations=["relu"])).run(feeds_of(inputs))["y"]
-    ref = ort_run(model("RNN", inputs, ["y"], activations=["Relu"]), feeds_of(inputs))[0]
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    onnxruntime_spelling = model("RNN", inputs, ["y"], activations=["Relu"])
+    check(model("RNN", inputs, ["y"], activations=["relu"]), inputs,
+          oracle=lambda _, feeds: ort_run(onnxruntime_spelling, feeds))
 
 
 @pytest.mark.parametrize("direction", ["forward", "bidirectional"])
@@ -173,7 +159,7 @@ def test_activation_names_are_case_insensitive():
 def test_gru_linear_before_reset(direction, lbr):
     dirs = 2 if direction == "bidirectional" else 1
     inputs = make_inputs("GRU", dirs, lens=True, initial=True)
-    check(model("GRU", inputs, ["y", "y_h"], direction=direction, linear_before_reset=lbr), feeds_of(inputs))
+    check(model("GRU", inputs, ["y", "y_h"], direction=direction, linear_before_reset=lbr), inputs)
 
 
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
@@ -183,7 +169,7 @@ def test_lstm_peepholes_and_input_forget(direction, peepholes, input_forget):
     dirs = 2 if direction == "bidirectional" else 1
     inputs = make_inputs("LSTM", dirs, lens=True, initial=True, peepholes=peepholes)
     m = model("LSTM", inputs, ALL_OUTPUTS["LSTM"], direction=direction, input_forget=input_forget)
-    check(m, feeds_of(inputs))
+    check(m, inputs)
 
 
 @pytest.mark.parametrize("op", sorted(GATES))
@@ -192,23 +178,14 @@ def test_float64(op):
     sequence_lens) is the oracle, to float64 precision."""
     inputs = make_inputs(op, 2, initial=True, peepholes=True, dtype="float64")
     m = model(op, inputs, ALL_OUTPUTS[op], direction="bidirectional")
-    ref = ReferenceEvaluator(m).run(None, feeds_of(inputs))
-    ours = clawdbot.load(m).run(feeds_of(inputs))
-    for name, r in zip(ALL_OUTPUTS[op], ref):
-        assert ours[name].dtype == np.float64
-        np.testing.assert_allclose(ours[name], r, rtol=1e-12, atol=1e-12, err_msg=name)
+    check(m, inputs, oracle=reference_run, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("op", sorted(GATES))
 def test_float16_against_float32(op):
     inputs = make_inputs(op, 2, lens=True, initial=True, dtype="float16")
-    outs = ALL_OUTPUTS[op]
-    as32 = {n: v.astype(np.float32) if v.dtype == np.float16 else v for n, v in feeds_of(inputs).items()}
-    ref = ort_run(model(op, {n: (as32.get(n)) for n in inputs}, outs, direction="bidirectional"), as32)
-    ours = clawdbot.load(model(op, inputs, outs, direction="bidirectional")).run(feeds_of(inputs))
-    for name, r in zip(outs, ref):
-        assert ours[name].dtype == np.float16 and ours[name].shape == r.shape
-        np.testing.assert_allclose(ours[name].astype(np.float32), r, rtol=2e-3, atol=2e-3)
+    m = model(op, inputs, ALL_OUTPUTS[op], direction="bidirectional")
+    check(m, inputs, cast_for_ort=("float16", "float32"), rtol=2e-3, atol=2e-3)
 
 
 def test_hidden_size_from_weights_and_dynamic_sequence():
@@ -220,10 +197,8 @@ def test_hidden_size_from_weights_and_dynamic_sequence():
     for m in (with_size, without):
         x_dims = m.graph.input[0].type.tensor_type.shape.dim
         x_dims[0].dim_param, x_dims[1].dim_param = "seq", "batch"
-    for feeds in (feeds_of(inputs), dict(feeds_of(inputs), x=inputs["x"][:2, :1])):
-        ours = clawdbot.load(without).run(feeds)
-        for name, r in zip(ALL_OUTPUTS["LSTM"], ort_run(with_size, feeds)):
-            np.testing.assert_allclose(ours[name], r, rtol=1e-5, atol=1e-5, err_msg=name)
+    for feeds in (inputs, dict(inputs, x=inputs["x"][:2, :1])):
+        check(without, feeds, oracle=lambda _, f: ort_run(with_size, f))
 
 
 def test_unknown_activation_is_unsupported():

@@ -6,42 +6,17 @@ conftest.py sets CLAWDBOT_CHECK=1, so kernel output dtypes/shapes are checked ag
 """
 from __future__ import annotations
 
-import numpy as np
-import onnx
-import pytest
-from claw_testing import ort_run
-from onnx import helper, numpy_helper
+from functools import partial
 
-import clawdbot
+import numpy as np
+import pytest
+from claw_testing import assert_matches_ort, one_node_model
 
 RNG = np.random.default_rng(2)
 REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
               "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"]
-
-
-def model(op: str, inputs: dict[str, np.ndarray], n_out: int = 1, opset: int = 18,
-          consts: dict[str, np.ndarray] | None = None, **attrs) -> onnx.ModelProto:
-    consts = consts or {}
-    node = helper.make_node(op, list(inputs) + list(consts), [f"y{i}" for i in range(n_out)],
-                            name=f"{op.lower()}_node", **attrs)
-    graph = helper.make_graph(
-        [node], op,
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-         for n, v in inputs.items()],
-        [helper.make_value_info(f"y{i}", onnx.TypeProto()) for i in range(n_out)],
-        [numpy_helper.from_array(v, n) for n, v in consts.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-5) -> None:
-    ref = ort_run(m, feeds)
-    sess = clawdbot.load(m)
-    assert sess.driver.check, "tests run with CLAWDBOT_CHECK=1 (conftest)"
-    ours = list(sess.run(feeds).values())
-    for i, (o, r) in enumerate(zip(ours, ref)):
-        assert o.dtype == r.dtype and o.shape == r.shape, f"y{i}: {o.dtype}{o.shape} vs ORT {r.dtype}{r.shape}"
-        np.testing.assert_allclose(o.astype(np.float64), r.astype(np.float64), rtol=rtol, atol=atol,
-                                   err_msg=f"y{i}")
+model = partial(one_node_model, opset=18)
+check = partial(assert_matches_ort, rtol=1e-5, atol=1e-5)
 
 
 def data(shape, dtype="float32") -> np.ndarray:

@@ -1,52 +1,24 @@
 """ONNX shape ops (Shape, Size, ConstantOfShape, Range, EyeLike) through clawdbot, compared with onnxruntime,
 and the symbolic values that let shape-computing subgraphs keep dynamic dims through to a Reshape/Expand.
 
-conftest.py sets CLAWDBOT_CHECK=1 (each kernel's output is checked against inference); the helper sets it too.
+conftest.py sets CLAWDBOT_CHECK=1 (each kernel's output is checked against inference); the helper asserts that
+it is on.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import onnx
 import pytest
-from claw_testing import ort_run
+from claw_testing import assert_matches_ort, graph_model, i64, one_node_model
 from onnx import TensorProto, helper, numpy_helper
 
-import clawdbot
 from clawdbot.importers.onnx import import_onnx
 
 RNG = np.random.default_rng(0)
-
-
-def i64(*values) -> np.ndarray:
-    return np.array(values, dtype=np.int64)
-
-
-def graph_model(nodes, inputs: dict, consts: dict | None = None, outputs=("y",), opset: int = 18,
-                in_shapes: dict | None = None) -> onnx.ModelProto:
-    """A model from `nodes`; `inputs` are graph inputs (shapes overridable by `in_shapes`), `consts` initializers."""
-    in_shapes = in_shapes or {}
-    graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), in_shapes.get(n, v.shape))
-         for n, v in inputs.items()],
-        [helper.make_value_info(o, onnx.TypeProto()) for o in outputs],
-        [numpy_helper.from_array(v, n) for n, v in (consts or {}).items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
-
-
-def node_model(op, inputs, consts=None, opset=18, **attrs):
-    node = helper.make_node(op, [*inputs, *(consts or {})], ["y"], **attrs)
-    return graph_model([node], inputs, consts, opset=opset)
-
-
-def check(m: onnx.ModelProto, feeds: dict, monkeypatch, rtol=0.0, atol=0.0) -> None:
-    monkeypatch.setenv("CLAWDBOT_CHECK", "1")
-    ref = ort_run(m, feeds)
-    ours = clawdbot.load(m).run(feeds)
-    for r, (name, o) in zip(ref, ours.items()):
-        assert o.dtype == r.dtype and o.shape == r.shape, f"{name}: {o.dtype}{o.shape} vs ORT {r.dtype}{r.shape}"
-        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=name)
-
+node_model = partial(one_node_model, opset=18, ir_version=9)
+check = assert_matches_ort  # exact unless told
 
 X = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
 
@@ -54,43 +26,43 @@ X = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
 # -- shape / size -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("start, end", [(None, None), (1, None), (-1, None), (None, -1), (1, 3), (-10, 10),
                                         (3, 1)])
-def test_shape(start, end, monkeypatch):
+def test_shape(start, end):
     attrs = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-    check(node_model("Shape", {"x": X}, opset=15, **attrs), {"x": X}, monkeypatch)
+    check(node_model("Shape", {"x": X}, opset=15, **attrs), {"x": X})
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4), (), (0, 5)])
-def test_size(shape, monkeypatch):
+def test_size(shape):
     x = np.zeros(shape, np.int32)
-    check(node_model("Size", {"x": x}), {"x": x}, monkeypatch)
+    check(node_model("Size", {"x": x}), {"x": x})
 
 
 # -- constant_of_shape / range / eye_like ---------------------------------------------------------------------
 @pytest.mark.parametrize("value", [None, np.array([1.5], np.float32), np.array([-7], np.int32),
                                    np.array([True]), np.array([9], np.int64)])
 @pytest.mark.parametrize("shape", [(2, 3), (0,), (4,)])
-def test_constant_of_shape(value, shape, monkeypatch):
+def test_constant_of_shape(value, shape):
     attrs = {} if value is None else {"value": numpy_helper.from_array(value)}
     feeds = {"shape": i64(*shape)}
-    check(node_model("ConstantOfShape", feeds, **attrs), feeds, monkeypatch)
+    check(node_model("ConstantOfShape", feeds, **attrs), feeds)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "int16"])
 @pytest.mark.parametrize("start, limit, delta", [(0, 10, 3), (10, -3, -2), (1, 1, 1), (5, 0, 1), (-2.5, 4, 0.5)])
-def test_range(dtype, start, limit, delta, monkeypatch):
+def test_range(dtype, start, limit, delta):
     if np.dtype(dtype).kind == "i" and any(v != int(v) for v in (start, limit, delta)):
         pytest.skip("fractional bounds need a float dtype")
     feeds = {k: np.array(v, dtype) for k, v in (("start", start), ("limit", limit), ("delta", delta))}
-    check(node_model("Range", feeds), feeds, monkeypatch, rtol=1e-6)
+    check(node_model("Range", feeds), feeds, rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(3, 3), (2, 5), (5, 2)])
 @pytest.mark.parametrize("k", [0, 1, -2, 7])
 @pytest.mark.parametrize("dtype", [None, TensorProto.FLOAT, TensorProto.INT32])
-def test_eye_like(shape, k, dtype, monkeypatch):
+def test_eye_like(shape, k, dtype):
     x = np.zeros(shape, np.int64)
     attrs = {"k": k} | ({} if dtype is None else {"dtype": dtype})
-    check(node_model("EyeLike", {"x": x}, **attrs), {"x": x}, monkeypatch)
+    check(node_model("EyeLike", {"x": x}, **attrs), {"x": x})
 
 
 # -- symbolic shape values ---------------------------------------------------------------------------------------
@@ -111,8 +83,8 @@ def _heads_model() -> onnx.ModelProto:
     consts = {"zero": np.array(0, np.int64), "axis0": i64(0), "one": i64(1), "two": i64(2),
               "heads": i64(12, 32)}
     x = np.zeros((1, 128, 384), np.float32)
-    return graph_model(nodes, {"x": x}, consts, outputs=("y", "t", "ones", "t0", "t1"),
-                       in_shapes={"x": ["batch", 128, 384]})
+    return graph_model(nodes, {"x": x}, consts, outputs=("y", "t", "ones", "t0", "t1"), opset=18, ir_version=9,
+                       input_shapes={"x": ["batch", 128, 384]})
 
 
 def test_reshape_target_from_shape_keeps_batch_symbolic():
@@ -125,9 +97,9 @@ def test_reshape_target_from_shape_keeps_batch_symbolic():
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_reshape_target_from_shape_runs(batch, monkeypatch):
+def test_reshape_target_from_shape_runs(batch):
     x = RNG.standard_normal((batch, 128, 384)).astype(np.float32)
-    check(_heads_model(), {"x": x}, monkeypatch)
+    check(_heads_model(), {"x": x})
 
 
 def test_symbolic_values_through_squeeze_split_and_expand():
@@ -141,7 +113,7 @@ def test_symbolic_values_through_squeeze_split_and_expand():
         helper.make_node("Size", ["x"], ["n"]),
     ]
     x, x4 = np.zeros((1, 3, 5), np.float32), np.zeros((1, 1, 1, 1), np.float32)
-    m = graph_model(nodes, {"x": x, "x4": x4}, {"axis0": i64(0), "two": i64(2)}, outputs=("y", "n"),
-                    in_shapes={"x": ["batch", "seq", 5]})
+    m = graph_model(nodes, {"x": x, "x4": x4}, {"axis0": i64(0), "two": i64(2)}, outputs=("y", "n"), opset=18,
+                    ir_version=9, input_shapes={"x": ["batch", "seq", 5]})
     g = import_onnx(m)
     assert g.types["y"].shape == ("batch", "seq", 2, 5)
