@@ -1,11 +1,19 @@
-"""The IR validator: run it after import and after every pass (tests do). Errors name the offending node."""
+"""The IR validator: run it after import and after every pass (tests do). Errors name the offending node.
+
+Control-flow subgraphs (ir/ops/control.py) are validated too, recursively; an error inside one names the node
+and attribute holding it, outermost first.
+"""
 from __future__ import annotations
+
+import numpy as np
 
 from ..errors import GraphValidationError
 from .dtypes import DTYPES
-from .graph import Dim, Graph, TensorType
+from .graph import Dim, Graph, Node, TensorType
 from .infer import infer_node
 from .ops import registry
+from .ops.control import subgraphs
+from .ops.registry import InferenceError
 
 
 def _compatible(recorded: TensorType, inferred: TensorType) -> bool:
@@ -19,8 +27,25 @@ def _compatible(recorded: TensorType, inferred: TensorType) -> bool:
                for a, b in zip(recorded.shape, inferred.shape))
 
 
-def validate(graph: Graph) -> None:
-    """Check names, topological order, op signatures, attributes, dtypes and shapes; raise on the first error."""
+def _validate_subgraphs(node: Node, values: dict[str, np.ndarray]) -> None:
+    """Validate the node's subgraphs, telling each which of its inputs have values known at conversion time (those
+    capturing a constant), as the importer's inference knew them."""
+    try:
+        found = subgraphs(node)
+    except InferenceError as e:
+        raise GraphValidationError(f"{node}: {e}") from None
+    for attr, sub, bound in found:
+        known = {inner: values[outer] for inner, outer in bound.items() if outer in values}
+        try:
+            validate(sub, known)
+        except GraphValidationError as e:
+            raise GraphValidationError(f"{node}: subgraph {attr!r}: {e}") from None
+
+
+def validate(graph: Graph, known: dict[str, np.ndarray] | None = None) -> None:
+    """Check names, topological order, op signatures, attributes, dtypes and shapes; raise on the first error.
+
+    `known`: values of graph inputs known at conversion time (a subgraph input capturing a constant)."""
     defined: set[str] = set()
     for name in graph.inputs:
         if name in defined:
@@ -35,6 +60,7 @@ def validate(graph: Graph) -> None:
             raise GraphValidationError(f"constant {name!r} has unsupported dtype {c.dtype}")
         defined.add(name)
     syms: dict[str, list[Dim]] = {}
+    values = {**known, **graph.constants} if known else graph.constants
     types = dict(graph.types)
     for name, c in graph.constants.items():
         types[name] = TensorType.of(c)
@@ -55,7 +81,8 @@ def validate(graph: Graph) -> None:
             if i and i not in defined:
                 raise GraphValidationError(f"{node}: input {i!r} is used before it is produced "
                                            f"(graph not in topological order, or dangling)")
-        inferred = infer_node(node, types, graph.constants, syms)
+        _validate_subgraphs(node, values)
+        inferred = infer_node(node, types, values, syms)
         for name, t in zip(node.outputs, inferred):
             if not name:
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import sys
 import warnings
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--write", default=None, help="write the names of passing cases to this file")
     ap.add_argument("--show-failures", action="store_true", help="print each failing case and why")
     args = ap.parse_args(argv)
+    # Same conditions as the pytest suite: every kernel output checked against its inferred type.
+    os.environ["CLAWDBOT_CHECK"] = "1"
     cases = node_cases()
     total = len(cases)
     if args.filter:

@@ -8,7 +8,7 @@ and reports them together.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -23,12 +23,16 @@ class Unsupported(Exception):
 
 
 class OnnxNode:
-    __slots__ = ("op_type", "domain", "name", "inputs", "outputs", "attrs")
+    """`attrs` are the node's attributes as Python values; `graphs` its subgraph attributes (If, Loop, Scan
+    bodies) as raw onnx.GraphProto, which control-flow handlers import with `Builder.subgraph`."""
+
+    __slots__ = ("op_type", "domain", "name", "inputs", "outputs", "attrs", "graphs")
 
     def __init__(self, op_type: str, domain: str, name: str, inputs: list[str], outputs: list[str],
-                 attrs: dict[str, Any]):
+                 attrs: dict[str, Any], graphs: dict[str, Any] | None = None):
         self.op_type, self.domain, self.name = op_type, domain, name
         self.inputs, self.outputs, self.attrs = inputs, outputs, attrs
+        self.graphs = graphs or {}
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
@@ -50,9 +54,19 @@ class Builder:
         self.opset = opset
         self._reserved = reserved_names
         self._counter = 0
+        self._root = self  # the model's main-graph builder: one name counter for every (sub)graph
         self._syms: dict[str, list[Dim]] = {}
         self.current: OnnxNode | None = None
         self._emitted_for_current = 0
+        # Set by the importer: imports an ONNX subgraph in this builder's scope (see `subgraph`).
+        self.subgraph_importer: Callable[..., Any] | None = None
+
+    def child(self, graph: Graph) -> "Builder":
+        """A builder for a subgraph (a control-flow body) of this one's graph. It shares the name counter, so
+        generated names are unique across the whole model and never clash with a value captured from outside."""
+        kid = Builder(graph, self.opset, self._reserved)
+        kid._root = self._root
+        return kid
 
     # -- queries -----------------------------------------------------------------------------------------
     def type(self, name: str) -> TensorType:
@@ -90,9 +104,10 @@ class Builder:
 
     # -- emitting ----------------------------------------------------------------------------------------
     def fresh(self, hint: str = "t") -> str:
+        root = self._root
         while True:
-            self._counter += 1
-            name = f"_claw_{hint}_{self._counter}"
+            root._counter += 1
+            name = f"_claw_{hint}_{root._counter}"
             if name not in self._reserved and name not in self.graph.types:
                 return name
 
@@ -133,6 +148,15 @@ class Builder:
     def alias(self, src: str, dst: str) -> None:
         """Make ONNX value `dst` the same tensor as `src` (an identity node, removed by later passes)."""
         self.emit("identity", [src], [dst])
+
+    def subgraph(self, proto: Any, input_types: Sequence[TensorType]):
+        """Import ONNX subgraph `proto` (an onnx.GraphProto) as a claw graph whose formal inputs have
+        `input_types`, reading enclosing values as captures; returns the importer's Subgraph (its `graph`, and
+        `close()` to hoist its constants and get the names the node passes in). Unsupported nodes inside are
+        reported with the rest of the model's."""
+        if self.subgraph_importer is None:
+            raise Unsupported("subgraphs can only be imported by the ONNX importer")
+        return self.subgraph_importer(proto, list(input_types))
 
     def begin(self, node: OnnxNode) -> None:
         self.current = node

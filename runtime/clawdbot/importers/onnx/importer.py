@@ -3,6 +3,12 @@
 Loading failures (missing, truncated, not protobuf) raise ModelImportError naming the file. Every node is then
 handed to its versioned handler; nodes whose op type has no handler, or whose handler says `Unsupported`, are
 collected and reported together in ONE UnsupportedOpsError before anything runs.
+
+Control-flow bodies (If, Loop, Scan subgraphs) are imported by the same machinery, one `_Scope` per graph: a
+handler calls `Builder.subgraph`, which imports the body's nodes with the same handlers into a claw subgraph.
+ONNX lets a body read any value of its enclosing graphs; such a value is *captured* — made an extra input of
+the body — and the body's constants are hoisted into the model's constants, so claw subgraphs are closed (see
+ir/ops/control.py). Unsupported nodes inside bodies land in the same report as the main graph's.
 """
 from __future__ import annotations
 
@@ -98,10 +104,13 @@ def _to_array(tensor, what: str) -> np.ndarray:
 
 
 def attributes(node) -> dict[str, Any]:
+    """The node's attributes as Python values, except subgraphs, which `graph_attributes` returns."""
     out: dict[str, Any] = {}
     for a in node.attribute:
         if a.ref_attr_name:
             raise Unsupported(f"attribute {a.name!r} refers to a function attribute")
+        if a.type == onnx.AttributeProto.GRAPH:
+            continue
         v = onnx.helper.get_attribute_value(a)
         if isinstance(v, bytes):
             v = v.decode("utf-8", "replace")
@@ -111,9 +120,26 @@ def attributes(node) -> dict[str, Any]:
             v = _to_array(v, f"attribute {a.name!r} of node {node.name!r}")
         elif isinstance(v, (onnx.GraphProto, onnx.SparseTensorProto)) or (
                 isinstance(v, list) and v and not isinstance(v[0], (int, float, str))):
-            raise Unsupported(f"attribute {a.name!r} holds a subgraph or sparse tensor")
+            raise Unsupported(f"attribute {a.name!r} holds a list of subgraphs or a sparse tensor")
         out[a.name] = v
     return out
+
+
+def graph_attributes(node) -> dict[str, "onnx.GraphProto"]:
+    """The node's subgraph attributes (If branches, Loop and Scan bodies), as raw GraphProtos."""
+    return {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH and not a.ref_attr_name}
+
+
+def _value_names(g) -> set[str]:
+    """Every value name in ONNX graph `g` and, recursively, its subgraphs: generated names avoid them all."""
+    names = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+    for n in g.node:
+        names.update(n.input)
+        names.update(n.output)
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= _value_names(sub)
+    return names
 
 
 def _constant_value(attrs: dict[str, Any]) -> np.ndarray:
@@ -126,10 +152,204 @@ def _constant_value(attrs: dict[str, Any]) -> np.ndarray:
     raise Unsupported(f"Constant with attribute(s) {sorted(attrs)} (string/sparse constants)")
 
 
+class _AlreadyReported(Unsupported):
+    """A subgraph could not be imported; the nodes at fault are already in the report."""
+
+
+_FAILED = object()  # lookup() of a value that could not be typed (downstream of something unsupported)
+
+
+class _Context:
+    """What the main graph and every subgraph share: the model, its opsets, and the report of unsupported nodes."""
+
+    def __init__(self, where: str, opset: int, opsets: dict[str, int]):
+        from .ops import REGISTRY
+        self.where, self.opset, self.opsets, self.registry = where, opset, opsets, REGISTRY
+        self.unsupported: dict[str, list[str]] = {}
+        self.reasons: dict[str, str] = {}
+
+    def refuse(self, op: str, who: str, why: str | None = None) -> None:
+        self.unsupported.setdefault(op, []).append(who)
+        if why and op not in self.reasons:
+            self.reasons[op] = why
+
+
+class Subgraph:
+    """An imported ONNX subgraph. `graph` is the claw subgraph, its types inferred for the input types given.
+
+    `close()` makes it closed — its constants hoisted to the enclosing graph, every outside value it reads an input
+    — and returns the enclosing graph's names that the control node passes for those extra inputs, in order. A
+    Subgraph dropped without closing leaves the enclosing graphs untouched, so a handler may import a body again
+    (e.g. with wider types for loop-carried values whose shape changes between iterations)."""
+
+    def __init__(self, scope: "_Scope"):
+        self._scope = scope
+        self.graph = scope.b.graph
+
+    def close(self) -> list[str]:
+        return self._scope.close()
+
+
+class _Scope:
+    """One graph being imported — the model's main graph or a body — with the scope that encloses it.
+
+    A name a body does not define is looked up (read-only) in the enclosing scopes and captured: it becomes an
+    input of the body, mapped to the enclosing name in `captures`. While importing, a captured value known at
+    conversion time is also kept among the body's constants, so handlers and inference see it as they would in
+    the main graph; close() drops those copies.
+    """
+
+    def __init__(self, ctx: _Context, builder: Builder, parent: "_Scope | None" = None, prefix: str = ""):
+        self.ctx, self.b, self.parent, self.prefix = ctx, builder, parent, prefix
+        self.failed: set[str] = set()      # values that cannot be typed: nodes reading them are not tried
+        self.captures: dict[str, str] = {}  # input of this graph -> the enclosing graph's value it receives
+        self.n_formal = len(builder.graph.inputs)
+        self.complete = True               # False once any node of this graph was refused or skipped
+        self._label = ""                   # the node being imported, for naming the subgraphs it holds
+        builder.subgraph_importer = self.import_subgraph
+
+    # -- names -----------------------------------------------------------------------------------------------
+    def lookup(self, name: str):
+        """What this graph sees as `name`: (type, value known at conversion time or None), _FAILED, or None."""
+        if name in self.b.graph.types:
+            return self.b.type(name), self.b.value(name)
+        if name in self.failed:
+            return _FAILED
+        return self.parent.lookup(name) if self.parent else None
+
+    def resolve(self, name: str) -> None:
+        """Make `name` readable in this graph: capture it when only an enclosing graph defines it."""
+        if not name or self.parent is None or name in self.b.graph.types or name in self.failed:
+            return
+        found = self.parent.lookup(name)
+        if found is _FAILED:
+            self.failed.add(name)
+        elif found is not None:
+            t, value = found
+            g = self.b.graph
+            g.inputs.append(name)
+            g.types[name] = t
+            if value is not None:
+                g.constants[name] = value
+            self.captures[name] = name
+        # Defined nowhere: left alone, so the node's handler fails naming it.
+
+    def refuse(self, op: str, who: str, why: str | None = None) -> None:
+        self.ctx.refuse(op, who, why)
+        self.complete = False
+
+    # -- importing -------------------------------------------------------------------------------------------
+    def add_initializers(self, initializers) -> None:
+        graph = self.b.graph
+        for init in initializers:
+            try:
+                graph.constants[init.name] = _to_array(init, f"{self.ctx.where}: initializer {init.name!r}")
+                graph.types[init.name] = TensorType.of(graph.constants[init.name])
+            except Unsupported as e:
+                self.refuse("initializer dtype", self.prefix + init.name, str(e))
+                self.failed.add(init.name)
+
+    def import_nodes(self, nodes) -> None:
+        """Hand every node to its handler; collect the ones that cannot be imported in the context's report."""
+        ctx, graph, b, failed = self.ctx, self.b.graph, self.b, self.failed
+        for k, proto in enumerate(nodes):
+            label = self.prefix + (proto.name or f"#{k} ({proto.op_type} -> {', '.join(proto.output)})")
+            domain = "" if proto.domain in DEFAULT_DOMAINS else proto.domain
+            op_key = proto.op_type if not domain else f"{domain}::{proto.op_type}"
+            op_opset = ctx.opsets.get(proto.domain, ctx.opset)
+            for name in proto.input:
+                self.resolve(name)
+            if any(i in failed for i in proto.input if i):
+                # Its inputs could not be typed, so it cannot be tried; still list it when its op is unknown.
+                if ctx.registry.lookup(proto.op_type, op_opset, domain) is None:
+                    self.refuse(op_key, label)
+                self.complete = False
+                failed.update(proto.output)
+                continue
+            self._label = label
+            try:
+                attrs = attributes(proto)
+                if proto.op_type == "Constant" and not domain:
+                    for o in proto.output:
+                        arr = _constant_value(attrs)
+                        graph.constants[o] = np.asarray(arr, order="C")
+                        graph.types[o] = TensorType.of(arr)
+                    continue
+                handler = ctx.registry.lookup(proto.op_type, op_opset, domain)
+                if handler is None:
+                    raise Unsupported(None)
+                n = OnnxNode(proto.op_type, domain, proto.name, list(proto.input), list(proto.output), attrs,
+                             graph_attributes(proto))
+                b.begin(n)
+                handler(b, n)
+                missing = [o for o in proto.output if o and o not in graph.types]
+                if missing:
+                    raise GraphValidationError(f"{n}: handler did not produce output(s) {missing}")
+            except _AlreadyReported:
+                self.complete = False
+                failed.update(proto.output)
+            except Unsupported as e:
+                self.refuse(op_key, label, e.args[0] if e.args and e.args[0] else None)
+                failed.update(proto.output)
+            except (GraphValidationError, ModelImportError) as e:
+                if self.parent is not None:
+                    raise  # the main graph's scope names the model, once
+                raise type(e)(f"{ctx.where}: {e}") from None
+            except ClawError:
+                raise
+            except Exception as e:
+                raise ModelImportError(f"{ctx.where}: cannot import node {label} ({proto.op_type}): "
+                                       f"{type(e).__name__}: {e}") from e
+
+    def import_subgraph(self, proto, input_types: list[TensorType]) -> Subgraph:
+        """Import subgraph `proto` of the node being imported, its formal inputs typed `input_types`."""
+        where = f"{self._label}/{proto.name or 'subgraph'}"
+        if len(proto.input) != len(input_types):
+            raise Unsupported(f"subgraph {where} has {len(proto.input)} inputs; the node gives it "
+                              f"{len(input_types)}")
+        if len(proto.sparse_initializer):
+            raise Unsupported(f"subgraph {where} has sparse initializers")
+        graph = Graph(name=proto.name or "subgraph")
+        for vi, t in zip(proto.input, input_types):
+            graph.inputs.append(vi.name)
+            graph.types[vi.name] = t
+        body = _Scope(self.ctx, self.b.child(graph), self, prefix=where + "/")
+        body.add_initializers(proto.initializer)
+        body.import_nodes(proto.node)
+        outputs = [vi.name for vi in proto.output]
+        for name in outputs:
+            body.resolve(name)
+        if not body.complete or any(name in body.failed for name in outputs):
+            raise _AlreadyReported()
+        missing = [name for name in outputs if name not in graph.types]
+        if missing:
+            raise ModelImportError(f"subgraph {where}: output(s) {missing} are never produced")
+        graph.outputs = outputs
+        return Subgraph(body)
+
+    def close(self) -> list[str]:
+        """Finish a body (see Subgraph.close)."""
+        g, parent = self.b.graph, self.parent
+        used = {i for n in g.nodes for i in n.inputs if i} | set(g.outputs)
+        for name, value in list(g.constants.items()):
+            del g.constants[name]
+            if name in self.captures:
+                continue  # the import-time copy of a captured value: the value itself comes in as an input
+            if name not in used:
+                del g.types[name]
+                continue
+            # A constant of the body becomes a constant of the enclosing graph (whose own close() moves it on up
+            # to the model's constants), passed in as an input.
+            g.inputs.append(name)
+            self.captures[name] = parent.b.const(value, "hoisted")
+        outer = [self.captures[name] for name in g.inputs[self.n_formal:]]
+        for name in outer:
+            parent.resolve(name)  # an enclosing body captures it in turn
+        return outer
+
+
 def import_onnx(source, *, name: str | None = None) -> Graph:
     """Convert an ONNX model (path or ModelProto) to a claw_ir Graph (inferred, not yet validated)."""
-    from .ops import REGISTRY
-
     where = name or (str(source) if not (onnx and isinstance(source, onnx.ModelProto)) else "<model>")
     model = load_model(source, where)
     opsets = {imp.domain: imp.version for imp in model.opset_import}
@@ -144,33 +364,17 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
     graph = Graph(name=g.name or Path(where).stem,
                   metadata={"source": "onnx", "opset": opset, "producer": model.producer_name,
                             "producer_version": model.producer_version})
-    reserved = {v for n in g.node for v in (*n.input, *n.output)} | {i.name for i in g.input} | {
-        i.name for i in g.initializer}
-    b = Builder(graph, opset, reserved)
-    unsupported: dict[str, list[str]] = {}
-    reasons: dict[str, str] = {}
-
-    def refuse(op: str, who: str, why: str | None = None):
-        unsupported.setdefault(op, []).append(who)
-        if why and op not in reasons:
-            reasons[op] = why
-
-    failed: set[str] = set()  # values downstream of an unsupported node or input: their nodes are not tried
-    for init in g.initializer:
-        try:
-            graph.constants[init.name] = _to_array(init, f"{where}: initializer {init.name!r}")
-            graph.types[init.name] = TensorType.of(graph.constants[init.name])
-        except Unsupported as e:
-            refuse("initializer dtype", init.name, str(e))
-            failed.add(init.name)
+    ctx = _Context(where, opset, opsets)
+    main = _Scope(ctx, Builder(graph, opset, _value_names(g)))
+    main.add_initializers(g.initializer)
     for vi in g.input:
         if vi.name in graph.constants:
             continue  # IR < 4 lists initializers among inputs: they are weights, not feeds
         try:
             graph.types[vi.name] = _value_type(vi, f"graph input {vi.name!r}")
         except Unsupported as e:
-            refuse("graph input type", vi.name, str(e))
-            failed.add(vi.name)
+            main.refuse("graph input type", vi.name, str(e))
+            main.failed.add(vi.name)
             continue
         graph.inputs.append(vi.name)
     declared_out = {}
@@ -180,45 +384,9 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
         except Unsupported:
             declared_out[vi.name] = None
 
-    for k, proto in enumerate(g.node):
-        label = proto.name or f"#{k} ({proto.op_type} -> {', '.join(proto.output)})"
-        domain = "" if proto.domain in DEFAULT_DOMAINS else proto.domain
-        op_key = proto.op_type if not domain else f"{domain}::{proto.op_type}"
-        if any(i in failed for i in proto.input if i):
-            # Its inputs could not be typed, so it cannot be tried; still list it when its op is unknown.
-            if REGISTRY.lookup(proto.op_type, opsets.get(proto.domain, opset), domain) is None:
-                refuse(op_key, label)
-            failed.update(proto.output)
-            continue
-        try:
-            attrs = attributes(proto)
-            if proto.op_type == "Constant" and not domain:
-                for o in proto.output:
-                    arr = _constant_value(attrs)
-                    graph.constants[o] = np.asarray(arr, order="C")
-                    graph.types[o] = TensorType.of(arr)
-                continue
-            handler = REGISTRY.lookup(proto.op_type, opsets.get(proto.domain, opset), domain)
-            if handler is None:
-                raise Unsupported(None)
-            n = OnnxNode(proto.op_type, domain, proto.name, list(proto.input), list(proto.output), attrs)
-            b.begin(n)
-            handler(b, n)
-            missing = [o for o in proto.output if o and o not in graph.types]
-            if missing:
-                raise GraphValidationError(f"{n}: handler did not produce output(s) {missing}")
-        except Unsupported as e:
-            refuse(op_key, label, e.args[0] if e.args and e.args[0] else None)
-            failed.update(proto.output)
-        except (GraphValidationError, ModelImportError) as e:
-            raise type(e)(f"{where}: {e}") from None
-        except ClawError:
-            raise
-        except Exception as e:
-            raise ModelImportError(f"{where}: cannot import node {label} ({proto.op_type}): "
-                                   f"{type(e).__name__}: {e}") from e
-    if unsupported:
-        raise UnsupportedOpsError(where, unsupported, reasons)
+    main.import_nodes(g.node)
+    if ctx.unsupported:
+        raise UnsupportedOpsError(where, ctx.unsupported, ctx.reasons)
 
     for vi in g.output:
         if vi.name not in graph.types:

@@ -1,8 +1,10 @@
-"""claw ops: linear algebra — matmul (numpy semantics), gemm (the fully connected layer) and einsum."""
+"""claw ops: linear algebra — matmul (numpy semantics), gemm (the fully connected layer), einsum and the
+determinant."""
 from __future__ import annotations
 
 import re
 
+from ..dtypes import FLOAT_TYPES
 from ..graph import Dim, TensorType
 from ._shapes import broadcast
 from .registry import Attr, InferenceError, register
@@ -114,3 +116,16 @@ def _einsum(ctx):
     dtype = _same_dtype(ctx, *range(n))
     terms, rhs = parse_einsum(ctx.attr("equation"), n)
     return [TensorType(dtype, einsum_shape(terms, rhs, [ctx.shape(i) for i in range(n)]))]
+
+
+@register("det", "linalg", "Determinant of each square matrix in x [..., M, M] (float); y has shape [...].")
+def _det(ctx):
+    t = ctx.type(0)
+    if t.dtype not in FLOAT_TYPES:
+        raise InferenceError(f"det needs a float input, got {t.dtype}")
+    if t.shape is None:
+        return [TensorType(t.dtype, None)]
+    if len(t.shape) < 2:
+        raise InferenceError(f"det needs rank >= 2, got {len(t.shape)}")
+    _agree(t.shape[-2], t.shape[-1], "det needs square matrices")
+    return [TensorType(t.dtype, tuple(t.shape[:-2]))]

@@ -3,12 +3,18 @@
 Scale and zero point are inputs (so a graph can compute them, as DynamicQuantizeLinear does) and come in three
 granularities, told apart by the scale's rank: a scalar or one-element vector (per tensor), a vector along
 `axis` (per channel), or a tensor of x's rank whose `axis` dim is ceil(dim / block_size) (blocked).
+
+The integer ops (matmul_integer, conv_integer) multiply 8-bit operands less their zero points and accumulate in
+int32 exactly; the qlinear ops then requantize the accumulator to 8 bits:
+y = saturate(round_half_even(acc * (scale_a * scale_b / scale_y)) + zero_point_y), the multiplier in float32.
 """
 from __future__ import annotations
 
 from ..dtypes import FLOAT_TYPES
 from ..graph import TensorType
 from ._shapes import norm_axis
+from .conv import WINDOW_ATTRS, window_out
+from .linalg import matmul_shape
 from .registry import Attr, InferenceError, register
 
 QUANT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
@@ -77,3 +83,98 @@ def _dynamic_quantize_linear(ctx):
     if ctx.dtype(0) != "float32":
         raise InferenceError(f"x must be float32, got {ctx.dtype(0)}")
     return [TensorType("uint8", ctx.shape(0)), TensorType("float32", ()), TensorType("uint8", ())]
+
+
+# -- integer matmul / conv and their requantizing forms --------------------------------------------------------
+INT8_TYPES = ("int8", "uint8")
+_ZP_DOC = ("zero points: a scalar (per tensor), or a vector per row of a / per column of b ([M] / [N], or "
+           "[..., M, 1] / [..., 1, N])")
+
+
+def _int8_operand(ctx, i: int, what: str) -> str:
+    dtype = ctx.dtype(i)
+    if dtype not in INT8_TYPES:
+        raise InferenceError(f"{what} must be int8 or uint8, got {dtype}")
+    return dtype
+
+
+def _zero_point_of(ctx, i: int, operand: int, what: str) -> None:
+    """Optional input i is the zero point of input `operand`: same dtype."""
+    if ctx.has_input(i) and ctx.dtype(i) != ctx.dtype(operand):
+        raise InferenceError(f"{what} zero point is {ctx.dtype(i)}, its operand is {ctx.dtype(operand)}")
+
+
+def _float_scales(ctx, *idx: int) -> None:
+    for i in idx:
+        if ctx.dtype(i) not in FLOAT_TYPES:
+            raise InferenceError(f"scale (input {i}) must be a float tensor, got {ctx.dtype(i)}")
+
+
+@register("matmul_integer", "quant", "y = (a - a_zero_point) @ (b - b_zero_point) in int32, exactly (matmul "
+          "semantics). Inputs: a, b (int8/uint8), optional " + _ZP_DOC + ".", inputs=(2, 4))
+def _matmul_integer(ctx):
+    _int8_operand(ctx, 0, "a")
+    _int8_operand(ctx, 1, "b")
+    _zero_point_of(ctx, 2, 0, "a")
+    _zero_point_of(ctx, 3, 1, "b")
+    return [TensorType("int32", matmul_shape(ctx.shape(0), ctx.shape(1)))]
+
+
+@register("qlinear_matmul", "quant", "Quantized matmul: the int32 accumulator of (a - a_zero_point) @ (b - "
+          "b_zero_point) requantized to y_zero_point's dtype with scale a_scale * b_scale / y_scale. Inputs: a, "
+          "a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point; scales and " + _ZP_DOC + ".",
+          inputs=(8, 8))
+def _qlinear_matmul(ctx):
+    _int8_operand(ctx, 0, "a")
+    _int8_operand(ctx, 3, "b")
+    _zero_point_of(ctx, 2, 0, "a")
+    _zero_point_of(ctx, 5, 3, "b")
+    _float_scales(ctx, 1, 4, 6)
+    return [TensorType(_int8_operand(ctx, 7, "y_zero_point"), matmul_shape(ctx.shape(0), ctx.shape(3)))]
+
+
+def _conv_out_shape(ctx, x_i: int, w_i: int):
+    """[N, M, *out] of a convolution of input x_i with weight w_i (conv's window attributes)."""
+    x, w = ctx.shape(x_i), ctx.shape(w_i)
+    if w is None or len(w) < 3 or not all(isinstance(d, int) for d in w[2:]):
+        raise InferenceError(f"weight shape {w} must be [M, C/group, k...] with known k")
+    kernel = list(w[2:])
+    if x is not None and len(x) != len(kernel) + 2:
+        raise InferenceError(f"input rank {len(x)} does not match a {len(kernel)}-D kernel")
+    group = ctx.attr("group")
+    if group < 1 or (isinstance(w[0], int) and w[0] % group):
+        raise InferenceError(f"{w[0]} output channels do not split into {group} groups")
+    if x is not None and isinstance(x[1], int) and isinstance(w[1], int) and x[1] != w[1] * group:
+        raise InferenceError(f"input channels {x[1]} != {w[1]} x group {group}")
+    spatial = [None] * len(kernel) if x is None else list(x[2:])
+    return (None if x is None else x[0], w[0], *window_out(spatial, kernel, ctx.attrs))
+
+
+_CONV_ATTRS = {**WINDOW_ATTRS, "group": Attr(int, 1)}
+
+
+@register("conv_integer", "quant", "y = conv(x - x_zero_point, w - w_zero_point) in int32, exactly (conv's "
+          "window attributes). Inputs: x, w (int8/uint8), optional zero points: x's a scalar, w's a scalar or "
+          "one per output channel [M].", inputs=(2, 4), attrs=_CONV_ATTRS)
+def _conv_integer(ctx):
+    _int8_operand(ctx, 0, "x")
+    _int8_operand(ctx, 1, "w")
+    _zero_point_of(ctx, 2, 0, "x")
+    _zero_point_of(ctx, 3, 1, "w")
+    return [TensorType("int32", _conv_out_shape(ctx, 0, 1))]
+
+
+@register("qlinear_conv", "quant", "Quantized convolution: the int32 accumulator of conv(x - x_zero_point, w - "
+          "w_zero_point) plus bias (int32 [M], optional) requantized to y_zero_point's dtype with scale x_scale "
+          "* w_scale / y_scale. Inputs: x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, "
+          "y_zero_point, bias; w's scale and zero point are scalars or one per output channel [M].",
+          inputs=(8, 9), attrs=_CONV_ATTRS)
+def _qlinear_conv(ctx):
+    _int8_operand(ctx, 0, "x")
+    _int8_operand(ctx, 3, "w")
+    _zero_point_of(ctx, 2, 0, "x")
+    _zero_point_of(ctx, 5, 3, "w")
+    _float_scales(ctx, 1, 4, 6)
+    if ctx.has_input(8) and ctx.dtype(8) != "int32":
+        raise InferenceError(f"bias must be int32, got {ctx.dtype(8)}")
+    return [TensorType(_int8_operand(ctx, 7, "y_zero_point"), _conv_out_shape(ctx, 0, 3))]

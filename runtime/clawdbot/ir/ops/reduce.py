@@ -1,4 +1,4 @@
-"""claw ops: reductions (reduce_*, arg max/min), scans (cumsum) and top-k selection.
+"""claw ops: reductions (reduce_*, arg max/min), scans (cumsum, cumprod) and top-k selection.
 
 The reduce_* ops take their axes as an optional int64 input (ONNX moved axes from an attribute to an input; the
 importer turns attributes into constants), so inference reads the axes value when it is known at conversion
@@ -97,13 +97,14 @@ register("argmin", "reduce", "int64 index of the minimum along `axis`.", attrs=_
 
 
 # -- scans and selection ---------------------------------------------------------------------------------------
-@register("cumsum", "reduce", "Running sum of x along the axis given by the 0-D int64 input; `exclusive` "
-          "leaves out the element itself, `reverse` sums from the end.", inputs=(2, 2),
-          attrs={"exclusive": Attr(bool, False), "reverse": Attr(bool, False)})
-def _cumsum(ctx):
+_SCAN_ATTRS = {"exclusive": Attr(bool, False, "leave out the element itself (the first result is the identity)"),
+               "reverse": Attr(bool, False, "scan from the end of the axis")}
+
+
+def _scan(ctx):
     t = ctx.type(0)
     if t.dtype not in NUMERIC_TYPES:
-        raise InferenceError(f"cumsum does not take {t.dtype}")
+        raise InferenceError(f"{ctx.node.op} does not take {t.dtype}")
     if ctx.dtype(1) != "int64":
         raise InferenceError(f"the axis input must be int64, got {ctx.dtype(1)}")
     v = ctx.value(1)
@@ -112,6 +113,13 @@ def _cumsum(ctx):
             raise InferenceError(f"the axis input must hold one value, got {v.size}")
         norm_axis(int(v.reshape(-1)[0]), t.rank)
     return [t]
+
+
+register("cumsum", "reduce", "Running sum of x along the axis given by the 0-D int64 input; `exclusive` leaves "
+         "out the element itself, `reverse` sums from the end.", inputs=(2, 2), attrs=_SCAN_ATTRS)(_scan)
+register("cumprod", "reduce", "Running product of x along the axis given by the 0-D int64 input; `exclusive` "
+         "leaves out the element itself (starting from 1), `reverse` multiplies from the end.", inputs=(2, 2),
+         attrs=_SCAN_ATTRS)(_scan)
 
 
 @register("topk", "reduce", "The k largest (or smallest) entries along `axis` and their int64 indices; k is a "

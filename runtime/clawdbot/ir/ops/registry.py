@@ -14,7 +14,8 @@ import numpy as np
 from ..graph import Dim, Node, TensorType
 
 GROUPS = ("elementwise", "activation", "linalg", "conv", "pool", "norm", "reduce", "resize", "movement", "index",
-          "shape", "generate", "quant", "attention", "recurrent", "misc")
+          "shape", "generate", "quant", "attention", "recurrent", "control", "signal", "sampling",
+          "misc")
 
 _REQUIRED = object()
 

@@ -1,4 +1,4 @@
-"""CPU kernels: linalg family. numpy's matmul/einsum call OpenBLAS for float operands."""
+"""CPU kernels: linalg family. numpy's matmul/einsum call OpenBLAS for float operands, det LAPACK's LU."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,3 +39,10 @@ def einsum_factory(node, in_types, out_types):
     def run(*xs):
         return np.asarray(np.einsum(equation, *xs, optimize=optimize)).astype(dtype, copy=False)
     return run
+
+
+@kernel("det")
+def det(x):
+    # LAPACK has no float16: factorise in float32. Empty batches give an empty result of the batch shape.
+    work = np.float32 if x.dtype == np.float16 else x.dtype
+    return np.asarray(np.linalg.det(x.astype(work, copy=False))).astype(x.dtype, copy=False)

@@ -1,4 +1,4 @@
-"""CPU kernels: reductions, arg max/min, cumsum, top-k.
+"""CPU kernels: reductions, arg max/min, cumsum/cumprod, top-k.
 
 Sums accumulate float16 in float32 (numpy's float16 pairwise sum drifts by several ulps) and integers in their
 own dtype (numpy would widen int8..int32 to int64; the op keeps the input dtype, wrapping like C does).
@@ -111,19 +111,28 @@ def argmin(x, *, axis, keepdims, select_last_index):
     return _arg(np.argmin, x, axis, keepdims, select_last_index)
 
 
-# -- cumsum ----------------------------------------------------------------------------------------------------
-@kernel("cumsum")
-def cumsum(x, axis, *, exclusive, reverse):
+# -- cumsum / cumprod ------------------------------------------------------------------------------------------
+def _scan(x, axis, exclusive: bool, reverse: bool, fn, identity):
     ax = int(np.asarray(axis).reshape(-1)[0])
     w = np.flip(x, axis=ax) if reverse else x
-    out = np.cumsum(w, axis=ax, dtype=_acc_dtype(x))
+    out = fn(w, axis=ax, dtype=_acc_dtype(x))
     if exclusive and out.shape[ax] > 0:
-        # Shift by one along the axis: element i holds the sum of elements before it.
-        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=ax)),
+        # Shift by one along the axis: element i holds the scan of the elements before it.
+        out = np.concatenate([np.full_like(np.take(out, [0], axis=ax), identity),
                               np.take(out, np.arange(out.shape[ax] - 1), axis=ax)], axis=ax)
     if reverse:
         out = np.flip(out, axis=ax)
     return np.asarray(out, dtype=x.dtype)
+
+
+@kernel("cumsum")
+def cumsum(x, axis, *, exclusive, reverse):
+    return _scan(x, axis, exclusive, reverse, np.cumsum, 0)
+
+
+@kernel("cumprod")
+def cumprod(x, axis, *, exclusive, reverse):
+    return _scan(x, axis, exclusive, reverse, np.cumprod, 1)
 
 
 # -- top-k -----------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""ONNX -> claw: linalg family (MatMul, Gemm, Einsum)."""
+"""ONNX -> claw: linalg family (MatMul, Gemm, Einsum, Det)."""
 from __future__ import annotations
 
 
@@ -17,7 +17,12 @@ def einsum(b, n):
     b.emit("einsum", n.inputs, n.outputs, equation=n.attr("equation"))
 
 
+def det(b, n):
+    b.emit("det", [n.input(0)], n.outputs)
+
+
 def register(reg):
     reg.insert("MatMul", matmul, since=1)
     reg.insert("Gemm", gemm, since=1)
     reg.insert("Einsum", einsum, since=12)
+    reg.insert("Det", det, since=11)

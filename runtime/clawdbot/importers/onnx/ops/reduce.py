@@ -1,11 +1,11 @@
-"""ONNX -> claw: reductions, ArgMax/ArgMin, CumSum, TopK.
+"""ONNX -> claw: reductions, ArgMax/ArgMin, CumSum, CumProd, TopK.
 
 Opset history folded into one claw form:
 - Reduce*: `axes` was an attribute until opset 13 (ReduceSum) / 18 (the others), then an optional input; the
   attribute becomes a constant int64 input. `noop_with_empty_axes` exists only with the input form.
 - ArgMax/ArgMin: `select_last_index` appears in opset 12 (absent means False).
 - TopK: `k` is an attribute before opset 10, then an input; `largest`/`sorted` appear in opset 11.
-- CumSum: the axis input may be int32; the claw op takes int64.
+- CumSum, CumProd: the axis input may be int32; the claw ops take int64.
 """
 from __future__ import annotations
 
@@ -49,10 +49,13 @@ def _arg(op: str):
     return handler
 
 
-def cumsum(b, n):
-    axis = cast_to(b, n.inputs[1], "int64")
-    b.emit("cumsum", [n.inputs[0], axis], n.outputs, exclusive=bool(n.attr("exclusive", 0)),
-           reverse=bool(n.attr("reverse", 0)))
+def _scan(op: str):
+    def handler(b, n):
+        axis = cast_to(b, n.inputs[1], "int64")
+        b.emit(op, [n.inputs[0], axis], n.outputs, exclusive=bool(n.attr("exclusive", 0)),
+               reverse=bool(n.attr("reverse", 0)))
+    handler.__name__ = f"onnx_to_{op}"
+    return handler
 
 
 def _topk(b, n, k: str):
@@ -74,6 +77,7 @@ def register(reg):
         reg.insert(onnx_op, _reduce_input_axes(op), since=13 if onnx_op == "ReduceSum" else 18)
     reg.insert("ArgMax", _arg("argmax"))
     reg.insert("ArgMin", _arg("argmin"))
-    reg.insert("CumSum", cumsum, since=11)
+    reg.insert("CumSum", _scan("cumsum"), since=11)
+    reg.insert("CumProd", _scan("cumprod"), since=26)
     reg.insert("TopK", topk_1, since=1)
     reg.insert("TopK", topk_10, since=10)
