@@ -269,3 +269,13 @@ def test_bert_padding_is_masked():
     out = session.run(None, changed)[0]
     np.testing.assert_allclose(out[0, :length], base[0, :length], rtol=1e-5, atol=1e-5)
     assert not np.allclose(out[0, length:], base[0, length:])
+
+
+def test_cli_creates_the_output_folder_and_reports_unwritable_paths(tmp_path, capsys):
+    out = tmp_path / "new" / "dir" / "m.onnx"
+    assert zoo_main(["squeezenet1_1", "-o", str(out)]) == 0
+    assert onnx.load(str(out)).graph.name
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert zoo_main(["squeezenet1_1", "-o", str(blocker / "m.onnx")]) == 2
+    assert "zoo: error: cannot write" in capsys.readouterr().err

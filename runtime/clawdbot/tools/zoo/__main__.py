@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import MODELS, build, parameter_count, write_model
 
@@ -36,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model {args.name!r}; known models: {', '.join(sorted(MODELS))}")
 
     model = build(args.name, seed=args.seed)
-    path = write_model(model, args.output)
+    try:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        path = write_model(model, args.output)
+    except OSError as e:
+        print(f"zoo: error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(f"wrote {path}: {args.name}, seed {args.seed}, {parameter_count(model) / 1e6:.2f}M parameters")
     return 0
 
