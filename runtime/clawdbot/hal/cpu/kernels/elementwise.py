@@ -89,11 +89,13 @@ def max_(a, b):
 @kernel("clip")
 def clip(x, lo=None, hi=None):
     # max then min (not np.clip) so that lo > hi yields hi everywhere, as ONNX specifies.
+    y = None
     if lo is not None:
-        x = np.maximum(x, lo.reshape(()))
+        y = np.maximum(x, lo.reshape(()), out=np.empty_like(x))
     if hi is not None:
-        x = np.minimum(x, hi.reshape(()))
-    return np.asarray(x)
+        # in place on the first result: one output array, not two
+        y = np.minimum(x if y is None else y, hi.reshape(()), out=np.empty_like(x) if y is None else y)
+    return x if y is None else y
 
 
 # -- unary math ------------------------------------------------------------------------------------------------
