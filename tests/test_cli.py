@@ -73,3 +73,12 @@ def test_console_entry_point_runs_as_module(tmp_path, onnx_file):
     r = subprocess.run([sys.executable, "-m", "clawdbot.cli", "info", str(onnx_file)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "claw: error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_output_piped_into_a_closed_reader_is_quiet():
+    # The reader is gone before claw writes (as with `claw ops | head -1` once head has exited): no traceback.
+    p = subprocess.Popen([sys.executable, "-m", "clawdbot.cli", "ops"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err
