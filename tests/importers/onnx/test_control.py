@@ -8,10 +8,12 @@ conftest.py sets CLAWDBOT_CHECK=1, so kernel outputs (the bodies' too) are check
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
-from claw_testing import ort_run
+from claw_testing import assert_matches_ort, graph_model, randn
 from onnx import TensorProto, helper, numpy_helper
 
 import clawdbot
@@ -21,9 +23,10 @@ from clawdbot.ir.validate import validate
 
 RNG = np.random.default_rng(11)
 F, I64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+check = partial(assert_matches_ort, rtol=1e-6, atol=1e-6)
 
 
-# -- building models -----------------------------------------------------------------------------------------
+# -- building subgraphs --------------------------------------------------------------------------------------
 def vi(name: str, elem: int | None = None, shape=None) -> onnx.ValueInfoProto:
     """A value declaration; without an element type it declares nothing (ONNX allows untyped body values)."""
     if elem is None:
@@ -43,29 +46,6 @@ def body(nodes, inputs, outputs, initializers=None, name="body") -> onnx.GraphPr
     return helper.make_graph(nodes, name, decl, outs, inits)
 
 
-def model(nodes, feeds: dict[str, np.ndarray], outputs, initializers=None, opset: int = 17) -> onnx.ModelProto:
-    """A model whose graph inputs are declared from the arrays in `feeds`."""
-    inputs = [vi(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()]
-    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()]
-    graph = helper.make_graph(nodes, "control", inputs, [vi(o) for o in outputs], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(m: onnx.ModelProto, feeds: dict[str, np.ndarray], session=None) -> dict[str, np.ndarray]:
-    """clawdbot's outputs equal onnxruntime's: dtype, shape and values (float32 to rounding)."""
-    ref = ort_run(m, feeds)
-    ours = (session or clawdbot.load(m)).run(feeds)
-    for out, r in zip([o.name for o in m.graph.output], ref):
-        got = ours[out]
-        assert got.dtype == r.dtype and got.shape == r.shape, f"{out}: {got.dtype}{got.shape} vs {r.dtype}{r.shape}"
-        np.testing.assert_allclose(got, r, rtol=1e-6, atol=1e-6, err_msg=out)
-    return ours
-
-
-def rand(*shape) -> np.ndarray:
-    return RNG.standard_normal(shape).astype(np.float32)
-
-
 def subgraph_dicts(d: dict):
     """Every subgraph dict inside graph dict `d`, recursively."""
     for node in d["nodes"]:
@@ -83,18 +63,18 @@ def if_model() -> onnx.ModelProto:
     else_branch = body([const_node("half", np.float32(0.5)),
                         helper.make_node("Sub", ["x", "k"], ["d"]),
                         helper.make_node("Mul", ["d", "half"], ["e_out"])], [], ["e_out"],
-                       initializers={"k": rand(4)}, name="else")
+                       initializers={"k": randn(RNG, 4)}, name="else")
     nodes = [helper.make_node("Mul", ["x", "two"], ["w"]),
              helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_branch,
                               else_branch=else_branch)]
-    return model(nodes, {"cond": np.array(True), "x": rand(3, 4)}, ["y"],
-                 initializers={"two": np.float32(2), "b": rand(4)})
+    return graph_model(nodes, {"cond": np.array(True), "x": randn(RNG, (3, 4))},
+                       {"two": np.float32(2), "b": randn(RNG, 4)})
 
 
 @pytest.mark.parametrize("cond", [True, False])
 def test_if_branches_capture_outer_values(cond):
     m = if_model()
-    check(m, {"cond": np.array(cond), "x": rand(3, 4)})
+    check(m, {"cond": np.array(cond), "x": randn(RNG, (3, 4))})
     graph = ModelConverter().convert(m).graph
     (node,) = [n for n in graph.nodes if n.op == "if"]
     # One signature for both branches: the union of what they read, each passed once.
@@ -108,11 +88,11 @@ def test_if_branch_shapes_differ():
     """then gives [6, 4], else [3, 4]: the output is [?, 4]."""
     then_branch = body([helper.make_node("Concat", ["x", "x"], ["t"], axis=0)], [], ["t"], name="then")
     else_branch = body([helper.make_node("Neg", ["x"], ["e"])], [], ["e"], name="else")
-    m = model([helper.make_node("If", ["cond"], ["y"], then_branch=then_branch, else_branch=else_branch)],
-              {"cond": np.array([True]), "x": rand(3, 4)}, ["y"])
+    m = graph_model([helper.make_node("If", ["cond"], ["y"], then_branch=then_branch, else_branch=else_branch)],
+                    {"cond": np.array([True]), "x": randn(RNG, (3, 4))})
     assert ModelConverter().convert(m).graph.types["y"].shape == (None, 4)
     for cond in (True, False):
-        check(m, {"cond": np.array([cond]), "x": rand(3, 4)})
+        check(m, {"cond": np.array([cond]), "x": randn(RNG, (3, 4))})
 
 
 # -- Loop ----------------------------------------------------------------------------------------------------
@@ -144,12 +124,12 @@ def test_loop_trip_count_and_cond(trip_count, cond):
     c_in = "c" if cond is not None else ""
     node = helper.make_node("Loop", [m_in, c_in, "acc0", "n0"], ["acc", "n", "accs", "iters"], name="the_loop",
                             body=loop_body(with_cond=cond is not None))
-    feeds = {"x": np.abs(rand(2, 3)), "acc0": rand(2, 3), "n0": np.array(0, np.int64)}
+    feeds = {"x": np.abs(randn(RNG, (2, 3))), "acc0": randn(RNG, (2, 3)), "n0": np.array(0, np.int64)}
     if trip_count is not None:
         feeds["M"] = np.array(trip_count, np.int64)
     if cond is not None:
         feeds["c"] = np.array(cond)
-    m = model([node], feeds, ["acc", "n", "accs", "iters"], initializers={"limit": np.float32(20)})
+    m = graph_model([node], feeds, {"limit": np.float32(20)}, outputs=["acc", "n", "accs", "iters"])
     ours = check(m, feeds)
     if trip_count is not None and cond is None:
         assert ours["n"] == trip_count and ours["accs"].shape == (trip_count, 2, 3)
@@ -160,8 +140,8 @@ def test_loop_without_cond_ignores_body_cond():
     turns false; clawdbot follows the specification.)"""
     b = body([const_node("stop", np.array(False)), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
              [vi("i", I64, []), vi("c_in", BOOL, []), "v_in"], ["stop", "v_out"], initializers={"one": np.float32(1)})
-    m = model([helper.make_node("Loop", ["M", "", "v0"], ["v"], body=b)],
-              {"M": np.array(4, np.int64), "v0": np.float32(0)}, ["v"])
+    m = graph_model([helper.make_node("Loop", ["M", "", "v0"], ["v"], body=b)],
+                    {"M": np.array(4, np.int64), "v0": np.float32(0)}, outputs=["v"])
     assert clawdbot.load(m).run({"M": np.array(4, np.int64), "v0": np.float32(0)})["v"] == 4
 
 
@@ -172,8 +152,8 @@ def test_loop_carried_value_changes_shape():
               helper.make_node("Identity", ["c_in"], ["c_out"])],
              [vi("i", I64, []), vi("c_in", BOOL, []), "rows_in"], ["c_out", "rows_out"],
              initializers={"zero": np.array([0], np.int64)})
-    feeds = {"M": np.array(4, np.int64), "rows0": rand(1, 3), "x": rand(3)}
-    m = model([helper.make_node("Loop", ["M", "", "rows0"], ["rows"], body=b)], feeds, ["rows"])
+    feeds = {"M": np.array(4, np.int64), "rows0": randn(RNG, (1, 3)), "x": randn(RNG, 3)}
+    m = graph_model([helper.make_node("Loop", ["M", "", "rows0"], ["rows"], body=b)], feeds, outputs=["rows"])
     graph = ModelConverter().convert(m).graph
     assert graph.types["rows"].shape == (None, 3)
     assert check(m, feeds)["rows"].shape == (5, 3)
@@ -197,14 +177,14 @@ def loop_in_if_model() -> onnx.ModelProto:
                        [], ["e_out"], name="else")
     nodes = [helper.make_node("If", ["cond"], ["y"], name="outer_if", then_branch=then_branch,
                               else_branch=else_branch)]
-    return model(nodes, {"cond": np.array(True), "M": np.array(3, np.int64), "x": rand(5, 4)}, ["y"],
-                 initializers={"zeros": np.zeros(4, np.float32)})
+    return graph_model(nodes, {"cond": np.array(True), "M": np.array(3, np.int64), "x": randn(RNG, (5, 4))},
+                       {"zeros": np.zeros(4, np.float32)})
 
 
 @pytest.mark.parametrize("cond", [True, False])
 def test_loop_inside_if(cond):
     m = loop_in_if_model()
-    check(m, {"cond": np.array(cond), "M": np.array(3, np.int64), "x": rand(5, 4)})
+    check(m, {"cond": np.array(cond), "M": np.array(3, np.int64), "x": randn(RNG, (5, 4))})
 
 
 def test_loop_inside_loop_reads_the_outer_bodys_values():
@@ -222,9 +202,9 @@ def test_loop_inside_loop_reads_the_outer_bodys_values():
                   helper.make_node("Identity", ["acc_out"], ["acc_scan"])],
                  [vi("i", I64, []), vi("c_in", BOOL, []), "acc_in"], ["c_out", "acc_out", vi("acc_scan", F, [3])],
                  initializers={"half": np.float32(0.5)}, name="outer_body")
-    feeds = {"M": np.array(4, np.int64), "N": np.array(3, np.int64), "acc0": rand(3), "x": rand(3)}
-    m = model([helper.make_node("Loop", ["M", "", "acc0"], ["acc", "accs"], name="outer", body=outer)], feeds,
-              ["acc", "accs"])
+    feeds = {"M": np.array(4, np.int64), "N": np.array(3, np.int64), "acc0": randn(RNG, 3), "x": randn(RNG, 3)}
+    m = graph_model([helper.make_node("Loop", ["M", "", "acc0"], ["acc", "accs"], name="outer", body=outer)], feeds,
+                    outputs=["acc", "accs"])
     check(m, feeds)
 
 
@@ -253,11 +233,12 @@ def scan_model(in_axes, in_dirs, out_axes, out_dirs, opset=17) -> tuple[onnx.Mod
                    helper.make_node("Identity", ["s_out"], ["s_scan"])],
                   ["s_in", "a_t", "b_t"], ["s_out", "s_scan", "prod"])
     t = 5
-    feeds = {"s0": rand(3), "a": rand(t, 3), "b": rand(t, 3) if in_axes[1] in (0, -2) else rand(3, t)}
+    feeds = {"s0": randn(RNG, 3), "a": randn(RNG, (t, 3)),
+             "b": randn(RNG, (t, 3) if in_axes[1] in (0, -2) else (3, t))}
     node = helper.make_node("Scan", ["s0", "a", "b"], ["s", "sums", "prods"], num_scan_inputs=2, body=b_body,
                             scan_input_axes=in_axes, scan_input_directions=in_dirs, scan_output_axes=out_axes,
                             scan_output_directions=out_dirs)
-    return model([node], feeds, ["s", "sums", "prods"], opset=opset), feeds
+    return graph_model([node], feeds, outputs=["s", "sums", "prods"], opset=opset), feeds
 
 
 @pytest.mark.parametrize("in_axes, in_dirs, out_axes, out_dirs", [
@@ -276,10 +257,10 @@ def test_scan_reads_outer_values_and_has_initializer():
                helper.make_node("Add", ["h_in", "xw"], ["h_mid"]),
                helper.make_node("Tanh", ["h_mid"], ["h_out"]),
                helper.make_node("Add", ["h_out", "k"], ["y_t"])],
-              ["h_in", "x_t"], ["h_out", "y_t"], initializers={"k": rand(4)})
-    feeds = {"h0": rand(4), "xs": rand(6, 4)}
-    m = model([helper.make_node("Scan", ["h0", "xs"], ["h", "ys"], num_scan_inputs=1, body=sb)], feeds,
-              ["h", "ys"], initializers={"w": rand(4)}, opset=11)
+              ["h_in", "x_t"], ["h_out", "y_t"], initializers={"k": randn(RNG, 4)})
+    feeds = {"h0": randn(RNG, 4), "xs": randn(RNG, (6, 4))}
+    m = graph_model([helper.make_node("Scan", ["h0", "xs"], ["h", "ys"], num_scan_inputs=1, body=sb)], feeds,
+                    {"w": randn(RNG, 4)}, outputs=["h", "ys"], opset=11)
     check(m, feeds)
 
 
@@ -289,9 +270,9 @@ def test_scan8_batch_axis(directions):
     sb = body([helper.make_node("Add", ["s_in", "x_t"], ["s_out"]),
                helper.make_node("Mul", ["s_out", "x_t"], ["y_t"])],
               ["s_in", "x_t"], ["s_out", "y_t"])
-    feeds = {"s0": rand(2, 3), "xs": rand(2, 4, 3)}
-    m = model([helper.make_node("Scan", ["", "s0", "xs"], ["s", "ys"], num_scan_inputs=1, body=sb,
-                                directions=directions)], feeds, ["s", "ys"], opset=8)
+    feeds = {"s0": randn(RNG, (2, 3)), "xs": randn(RNG, (2, 4, 3))}
+    m = graph_model([helper.make_node("Scan", ["", "s0", "xs"], ["s", "ys"], num_scan_inputs=1, body=sb,
+                                      directions=directions)], feeds, outputs=["s", "ys"], opset=8)
     check(m, feeds)
 
 
@@ -299,11 +280,16 @@ def test_scan8_batch_axis(directions):
 def test_claw_round_trip_with_loop(tmp_path):
     node = helper.make_node("Loop", ["M", "c", "acc0", "n0"], ["acc", "n", "accs", "iters"],
                             body=loop_body(with_cond=True))
-    feeds = {"M": np.array(7, np.int64), "c": np.array(True), "x": np.abs(rand(2, 3)), "acc0": rand(2, 3),
-             "n0": np.array(0, np.int64)}
-    m = model([node], feeds, ["acc", "n", "accs", "iters"], initializers={"limit": np.float32(10)})
+    feeds = {"M": np.array(7, np.int64), "c": np.array(True), "x": np.abs(randn(RNG, (2, 3))),
+             "acc0": randn(RNG, (2, 3)), "n0": np.array(0, np.int64)}
+    m = graph_model([node], feeds, {"limit": np.float32(10)}, outputs=["acc", "n", "accs", "iters"])
     path = ModelConverter().convert(m).save(tmp_path / "loop.claw")
-    check(m, feeds, session=clawdbot.load(path))
+    ours = check(m, feeds)                    # converted in memory: as onnxruntime
+    saved = clawdbot.load(path).run(feeds)    # loaded from the file: the very same outputs
+    assert list(saved) == list(ours)
+    for name, v in ours.items():
+        assert saved[name].dtype == v.dtype and saved[name].shape == v.shape, name
+        np.testing.assert_array_equal(saved[name], v, err_msg=name)
 
 
 def test_unsupported_ops_inside_bodies_are_reported_with_the_rest():
@@ -318,7 +304,7 @@ def test_unsupported_ops_inside_bodies_are_reported_with_the_rest():
     nodes = [helper.make_node("If", ["cond"], ["y0"], name="outer_if", then_branch=then_branch,
                               else_branch=else_branch),
              helper.make_node("WeirdOp", ["y0"], ["y"], name="weird")]
-    m = model(nodes, {"cond": np.array(True), "M": np.array(2, np.int64), "x": rand(3)}, ["y"])
+    m = graph_model(nodes, {"cond": np.array(True), "M": np.array(2, np.int64), "x": randn(RNG, 3)})
     with pytest.raises(UnsupportedOpsError) as e:
         ModelConverter().convert(m)
     assert set(e.value.unsupported) == {"FancyOp", "WeirdOp"}
@@ -332,8 +318,8 @@ def test_sequence_ops_in_a_body_are_unsupported():
               helper.make_node("Identity", ["c_in"], ["c_out"])],
              [vi("i", I64, []), vi("c_in", BOOL, []), "v_in"], ["c_out", "v_out"],
              initializers={"zero": np.int64(0)})
-    m = model([helper.make_node("Loop", ["M", "", "x"], ["y"], body=b)],
-              {"M": np.array(2, np.int64), "x": rand(3)}, ["y"])
+    m = graph_model([helper.make_node("Loop", ["M", "", "x"], ["y"], body=b)],
+                    {"M": np.array(2, np.int64), "x": randn(RNG, 3)})
     with pytest.raises(UnsupportedOpsError, match="SequenceEmpty"):
         ModelConverter().convert(m)
 
@@ -359,10 +345,11 @@ def test_validate_rejects_a_subgraph_with_constants():
 
 
 def test_validate_checks_the_body_signature():
-    m = model([helper.make_node("Loop", ["M", "", "acc0", "n0"], ["acc", "n", "accs", "iters"], name="the_loop",
-                                body=loop_body(with_cond=False))],
-              {"M": np.array(2, np.int64), "x": rand(2, 3), "acc0": rand(2, 3), "n0": np.array(0, np.int64)},
-              ["acc", "n", "accs", "iters"])
+    feeds = {"M": np.array(2, np.int64), "x": randn(RNG, (2, 3)), "acc0": randn(RNG, (2, 3)),
+             "n0": np.array(0, np.int64)}
+    m = graph_model([helper.make_node("Loop", ["M", "", "acc0", "n0"], ["acc", "n", "accs", "iters"],
+                                      name="the_loop", body=loop_body(with_cond=False))],
+                    feeds, outputs=["acc", "n", "accs", "iters"])
     graph = ModelConverter().convert(m).graph
     (node,) = graph.nodes
     node.attrs["body"]["types"][node.attrs["body"]["inputs"][2]]["dtype"] = "float64"

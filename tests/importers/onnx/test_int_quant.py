@@ -9,42 +9,15 @@ saturating int16 (without VNNI), so full-range operands can make its results ine
 the per-channel ConvInteger zero point onnxruntime refuses use the onnx ReferenceEvaluator, which is exact."""
 from __future__ import annotations
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-import pytest
-from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
+from functools import partial
 
-import clawdbot
+import numpy as np
+import pytest
+from claw_testing import assert_matches_ort, one_node_model, rand, reference_run
 
 RNG = np.random.default_rng(0)
-
-
-def model(op: str, inputs: dict, consts: dict | None = None, *, opset: int = 21, **attrs) -> onnx.ModelProto:
-    """One node reading `inputs` (graph inputs) then `consts` (initializers; None: an omitted input)."""
-    consts = consts or {}
-    names = [*inputs, *(n if v is not None else "" for n, v in consts.items())]
-    node = helper.make_node(op, names, ["y"], **attrs)
-    graph = helper.make_graph(
-        [node], op,
-        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-         for n, v in inputs.items()],
-        [helper.make_value_info("y", onnx.TypeProto())],
-        [numpy_helper.from_array(np.asarray(v), n) for n, v in consts.items() if v is not None])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def check(m: onnx.ModelProto, feeds: dict, oracle: str = "ort") -> None:
-    if oracle == "onnx":
-        ref = ReferenceEvaluator(m).run(None, feeds)[0]
-    else:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        ref = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    ours = clawdbot.load(m).run(feeds)["y"]
-    assert ours.dtype == ref.dtype and ours.shape == ref.shape, f"{ours.dtype}{ours.shape} vs {ref.dtype}{ref.shape}"
-    np.testing.assert_array_equal(ours, ref)
+model = partial(one_node_model, opset=10)
+check = assert_matches_ort        # exact: the default tolerances are 0
 
 
 def q(dtype: str, *shape, full: bool = False):
@@ -64,7 +37,7 @@ def zp(dtype: str, *shape):
 
 
 def scale(*shape, dtype="float32"):
-    return RNG.uniform(0.002, 0.02, shape).astype(dtype)
+    return rand(RNG, shape, dtype, 0.002, 0.02)
 
 
 # -- MatMulInteger -----------------------------------------------------------------------------------------------
@@ -73,12 +46,12 @@ def scale(*shape, dtype="float32"):
 def test_matmul_integer(a_dt, b_dt, zps):
     feeds = {"a": q(a_dt, 2, 5, 7), "b": q(b_dt, 7, 6)}
     consts = {} if zps == "none" else {"a_zp": zp(a_dt), "b_zp": zp(b_dt, *(() if zps == "scalar" else (6,)))}
-    check(model("MatMulInteger", feeds, consts, opset=10), feeds)
+    check(model("MatMulInteger", feeds, consts), feeds)
 
 
 def test_matmul_integer_long_reduction_and_only_b_zero_point():
     feeds = {"a": q("uint8", 4, 700), "b": q("uint8", 700, 3)}   # K > 256: accumulates in float64
-    check(model("MatMulInteger", feeds, {"a_zp": None, "b_zp": zp("uint8")}, opset=10), feeds)
+    check(model("MatMulInteger", feeds, {"a_zp": None, "b_zp": zp("uint8")}), feeds)
 
 
 @pytest.mark.parametrize("op", ["MatMulInteger", "ConvInteger"])
@@ -88,7 +61,7 @@ def test_full_range_is_exact(op):
     shapes = {"MatMulInteger": ((3, 64), (64, 5)), "ConvInteger": ((1, 8, 6, 6), (4, 8, 3, 3))}[op]
     x = q("uint8", *shapes[0], full=True)
     consts = {"w": q("int8", *shapes[1], full=True), "x_zp": np.uint8(3), "w_zp": np.int8(-2)}
-    check(model(op, {"x": x}, consts, opset=10), {"x": x}, oracle="onnx")
+    check(model(op, {"x": x}, consts), {"x": x}, oracle=reference_run)
 
 
 # -- QLinearMatMul -----------------------------------------------------------------------------------------------
@@ -100,7 +73,7 @@ def test_qlinear_matmul(dt, a_shape, b_shape):
     params = {"a_s": scale(), "a_zp": zp(dt), "b_s": scale(), "b_zp": zp(dt), "y_s": np.float32(0.05 * k ** 0.5),
               "y_zp": zp(dt)}
     m = model("QLinearMatMul", {"a": feeds["a"]}, {k: params[k] for k in ("a_s", "a_zp")} | {"b": feeds["b"]} |
-              {k: params[k] for k in ("b_s", "b_zp", "y_s", "y_zp")}, opset=10)
+              {k: params[k] for k in ("b_s", "b_zp", "y_s", "y_zp")})
     check(m, {"a": feeds["a"]})
 
 
@@ -121,19 +94,19 @@ def test_conv_integer(x_dt, w_dt, attrs):
     g = attrs.get("group", 1)
     x = q(x_dt, 2, 4, 9, 8)
     consts = {"w": q(w_dt, 6, 4 // g, 3, 3), "x_zp": zp(x_dt), "w_zp": zp(w_dt)}
-    check(model("ConvInteger", {"x": x}, consts, opset=10, **attrs), {"x": x})
+    check(model("ConvInteger", {"x": x}, consts, **attrs), {"x": x})
 
 
 @pytest.mark.parametrize("x_shape,w_shape", [((1, 3, 20), (4, 3, 5)), ((1, 2, 5, 6, 4), (3, 2, 2, 3, 2))])
 def test_conv_integer_1d_3d(x_shape, w_shape):
     x = q("uint8", *x_shape)
-    check(model("ConvInteger", {"x": x}, {"w": q("uint8", *w_shape), "x_zp": zp("uint8")}, opset=10), {"x": x})
+    check(model("ConvInteger", {"x": x}, {"w": q("uint8", *w_shape), "x_zp": zp("uint8")}), {"x": x})
 
 
 def test_conv_integer_per_channel_weight_zero_point():
     x = q("uint8", 1, 3, 7, 7)
     consts = {"w": q("uint8", 4, 3, 3, 3), "x_zp": zp("uint8"), "w_zp": zp("uint8", 4)}
-    check(model("ConvInteger", {"x": x}, consts, opset=10, pads=[1, 1, 1, 1]), {"x": x}, oracle="onnx")
+    check(model("ConvInteger", {"x": x}, consts, pads=[1, 1, 1, 1]), {"x": x}, oracle=reference_run)
 
 
 # -- QLinearConv -------------------------------------------------------------------------------------------------
@@ -151,4 +124,4 @@ def test_qlinear_conv(dt, per_channel, attrs, with_bias):
               "w_zp": np.zeros(m_out, np.int8) if per_channel else zp(dt),
               "y_s": np.float32(0.1), "y_zp": zp(dt),
               "b": RNG.integers(-2000, 2000, m_out).astype(np.int32) if with_bias else None}
-    check(model("QLinearConv", {"x": x}, consts, opset=10, **attrs), {"x": x})
+    check(model("QLinearConv", {"x": x}, consts, **attrs), {"x": x})
