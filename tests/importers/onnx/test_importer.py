@@ -56,3 +56,23 @@ def test_converter_rejects_unknown_settings():
         ModelConverter(target_format="tflite")
     with pytest.raises(ClawError, match="quantization"):
         ModelConverter(quantization_bits=8)
+
+
+def test_external_tensor_data(tmp_path):
+    """Models over 2 GB keep weights in side files; the importer reads them relative to the model."""
+    import numpy as np
+    import onnx
+    from claw_testing import ort_run
+
+    from clawdbot.session import Session
+
+    model = add_relu()
+    onnx.save_model(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    assert (tmp_path / "weights.bin").exists()
+    x = np.ones((2, 4), np.float32)
+    got = Session(import_onnx(str(tmp_path / "ext.onnx"))).run({"x": x})["y"]
+    np.testing.assert_array_equal(got, ort_run(str(tmp_path / "ext.onnx"), {"x": x})[0])
+    (tmp_path / "weights.bin").unlink()
+    with pytest.raises(ModelImportError, match="ext.onnx: cannot load external tensor data"):
+        import_onnx(str(tmp_path / "ext.onnx"))
