@@ -48,6 +48,15 @@ class TensorType:
     def is_static(self) -> bool:
         return self.shape is not None and all(isinstance(d, int) for d in self.shape)
 
+    def compatible(self, other: "TensorType") -> bool:
+        """Same dtype and no contradicting static dim: an unknown rank, or a symbolic/unknown dim, fits anything."""
+        if self.dtype != other.dtype:
+            return False
+        if self.shape is None or other.shape is None:
+            return True
+        return len(self.shape) == len(other.shape) and all(
+            not (isinstance(a, int) and isinstance(b, int) and a != b) for a, b in zip(self.shape, other.shape))
+
     def numel(self) -> int | None:
         if not self.is_static:
             return None

@@ -16,17 +16,6 @@ from .ops.control import subgraphs
 from .ops.registry import InferenceError
 
 
-def _compatible(recorded: TensorType, inferred: TensorType) -> bool:
-    if recorded.dtype != inferred.dtype:
-        return False
-    if recorded.shape is None or inferred.shape is None:
-        return True
-    if len(recorded.shape) != len(inferred.shape):
-        return False
-    return all(not (isinstance(a, int) and isinstance(b, int) and a != b)
-               for a, b in zip(recorded.shape, inferred.shape))
-
-
 def _validate_subgraphs(node: Node, values: dict[str, np.ndarray]) -> None:
     """Validate the node's subgraphs, telling each which of its inputs have values known at conversion time (those
     capturing a constant), as the importer's inference knew them."""
@@ -92,7 +81,7 @@ def validate(graph: Graph, known: dict[str, np.ndarray] | None = None) -> None:
             recorded = graph.types.get(name)
             if recorded is None:
                 raise GraphValidationError(f"{node}: output {name!r} has no recorded type")
-            if not _compatible(recorded, t):
+            if not recorded.compatible(t):
                 raise GraphValidationError(f"{node}: output {name!r} is recorded as {recorded} but the op "
                                            f"produces {t}")
             types[name] = recorded

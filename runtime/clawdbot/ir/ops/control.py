@@ -42,17 +42,6 @@ def join(a: TensorType, b: TensorType) -> TensorType:
     return TensorType(a.dtype, tuple(x if x == y else None for x, y in zip(a.shape, b.shape)))
 
 
-def fits(actual: TensorType, formal: TensorType) -> bool:
-    """Whether a value of type `actual` may be bound to a subgraph input declared as `formal`."""
-    if actual.dtype != formal.dtype:
-        return False
-    if actual.shape is None or formal.shape is None:
-        return True
-    if len(actual.shape) != len(formal.shape):
-        return False
-    return all(not (isinstance(a, int) and isinstance(f, int) and a != f) for a, f in zip(actual.shape, formal.shape))
-
-
 # -- subgraphs -----------------------------------------------------------------------------------------------
 def subgraph(node: Node, attr: str) -> Graph:
     """Parse the subgraph held in `node.attrs[attr]`; InferenceError when it is not a closed claw graph."""
@@ -107,7 +96,7 @@ def _check_inputs(ctx: InferCtx, g: Graph, pairs, what: str) -> None:
     """Every (node input index, subgraph input index) pair: the node's value must fit the formal input."""
     for i, j in pairs:
         formal = g.types[g.inputs[j]]
-        if ctx.has_input(i) and not fits(ctx.type(i), formal):
+        if ctx.has_input(i) and not ctx.type(i).compatible(formal):
             raise InferenceError(f"input {i} ({ctx.type(i)}) does not fit {what} input {g.inputs[j]!r} ({formal})")
 
 
@@ -260,7 +249,7 @@ def _scan(ctx: InferCtx):
         if ctx.type(n + j).rank == 0:
             raise InferenceError(f"scan input {j} is a scalar; it needs an axis to scan")
         sliced, formal = _without_axis(ctx.type(n + j), axis), g.types[g.inputs[n + j]]
-        if not fits(sliced, formal):
+        if not sliced.compatible(formal):
             raise InferenceError(f"a slice of scan input {j} ({sliced}) does not fit body input "
                                  f"{g.inputs[n + j]!r} ({formal})")
     length = _scan_length(ctx, n, in_axes)
