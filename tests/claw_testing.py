@@ -11,6 +11,15 @@ from onnx import TensorProto, helper, numpy_helper
 import clawdbot
 
 
+def make_model(graph: onnx.GraphProto, opset: int, ir_version: int | None = None) -> onnx.ModelProto:
+    """A model declaring the lowest IR version its opset needs, as exporters do — not the newest IR the onnx
+    package knows, which older onnxruntime releases (the oracle on Python 3.10) refuse."""
+    opsets = [helper.make_opsetid("", opset)]
+    if ir_version is None:
+        ir_version = helper.find_min_ir_version_for(opsets)
+    return helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)
+
+
 def ort_run(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -36,7 +45,7 @@ def add_relu(batch="N", opset: int = 17) -> onnx.ModelProto:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
         [w])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return make_model(graph, opset)
 
 
 def with_unknown_ops() -> onnx.ModelProto:
@@ -47,7 +56,7 @@ def with_unknown_ops() -> onnx.ModelProto:
              helper.make_node("WeirdOp", ["d"], ["y"], name="weird")]
     graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return make_model(graph, 17)
 
 
 # -- one-node op models, compared with onnxruntime ---------------------------------------------------------------
@@ -78,8 +87,7 @@ def graph_model(nodes: Sequence[onnx.NodeProto], inputs: Mapping[str, np.ndarray
          for n, v in feeds_of(inputs).items()],
         [helper.make_value_info(o, onnx.TypeProto()) for o in outputs if o],
         [numpy_helper.from_array(v, n) for n, v in feeds_of(consts or {}).items()])
-    extra = {} if ir_version is None else {"ir_version": ir_version}
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], **extra)
+    return make_model(graph, opset, ir_version)
 
 
 def one_node_model(op: str, inputs: Mapping[str, np.ndarray | None],
