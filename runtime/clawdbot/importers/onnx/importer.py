@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ClawError, GraphValidationError, ModelImportError, UnsupportedOpsError
+from ...ir.dtypes import DTYPES
 from ...ir.graph import Dim, Graph, TensorType
 from ...ir.infer import merge
 from .builder import Builder, OnnxNode, Unsupported
@@ -57,6 +58,7 @@ def load_model(source, where: str | None = None) -> "onnx.ModelProto":
                                f"{type(e).__name__}: {e}") from None
     if not model.graph.node and not model.graph.output:
         raise ModelImportError(f"{where}: ONNX model has an empty graph (truncated file?)")
+    _check_names_are_text(model.graph, where)
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
     except Exception as e:
@@ -64,13 +66,41 @@ def load_model(source, where: str | None = None) -> "onnx.ModelProto":
     return model
 
 
+def _check_names_are_text(graph, where: str) -> None:
+    """ONNX's proto2 strings are not UTF-8-checked on parse: a corrupted byte in a name comes back as `bytes`.
+    Refuse it here, naming the spot, instead of failing somewhere inside a handler."""
+    def bad(value) -> bool:
+        return isinstance(value, bytes)
+
+    for kind, items in (("graph input", graph.input), ("graph output", graph.output),
+                        ("value_info", graph.value_info), ("initializer", graph.initializer)):
+        for i, item in enumerate(items):
+            if bad(item.name):
+                raise ModelImportError(f"{where}: {kind} #{i} has a name that is not valid UTF-8 "
+                                       f"({item.name[:40]!r}); the file is corrupted")
+    for k, node in enumerate(graph.node):
+        fields = [("name", node.name), ("op_type", node.op_type), ("domain", node.domain)]
+        fields += [("input", x) for x in node.input] + [("output", x) for x in node.output]
+        fields += [("attribute name", a.name) for a in node.attribute]
+        for what, value in fields:
+            if bad(value):
+                raise ModelImportError(f"{where}: node #{k} ({node.op_type if not bad(node.op_type) else '?'}) "
+                                       f"has a {what} that is not valid UTF-8 ({value[:40]!r}); the file is "
+                                       f"corrupted")
+        for a in node.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                _check_names_are_text(sub, where)
+
+
 def _dtype_of(elem_type: int, what: str) -> str:
     try:
         np_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
         name = np.dtype(np_dtype).name
     except Exception:
+        if elem_type not in onnx.TensorProto.DataType.values():
+            raise ModelImportError(f"{what} has element type code {elem_type}, which is not an ONNX type "
+                                   f"(corrupted file?)") from None
         name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "undefined"
-    from ...ir.dtypes import DTYPES
     if name not in DTYPES:
         raise Unsupported(f"{what} has element type {name}, which clawdbot does not support")
     return name
@@ -376,6 +406,8 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
             main.refuse("graph input type", vi.name, str(e))
             main.failed.add(vi.name)
             continue
+        except ModelImportError as e:
+            raise ModelImportError(f"{where}: {e}") from None
         graph.inputs.append(vi.name)
     declared_out = {}
     for vi in g.output:
@@ -383,6 +415,8 @@ def import_onnx(source, *, name: str | None = None) -> Graph:
             declared_out[vi.name] = _value_type(vi, f"graph output {vi.name!r}")
         except Unsupported:
             declared_out[vi.name] = None
+        except ModelImportError as e:
+            raise ModelImportError(f"{where}: {e}") from None
 
     main.import_nodes(g.node)
     if ctx.unsupported:
