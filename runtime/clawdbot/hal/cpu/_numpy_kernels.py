@@ -59,7 +59,8 @@ def _accumulator_dtype(dtype):
     return np.dtype(np.float64)
 
 
-def _lowest(dtype):
+def lowest(dtype):
+    """The value max pooling pads with: below every value of `dtype`."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return -np.inf
@@ -84,9 +85,9 @@ def im2col(x, kernel, stride, dilation, pads, out_hw):
 def max_pool2d(x, kernel, stride, dilation, pads, out_hw):
     """[N, C, H, W] -> [N, C, oh, ow]; padding never wins the max."""
     (oh, ow) = out_hw
-    lowest = _lowest(x.dtype)
-    buf = _padded(x, kernel, stride, dilation, pads, out_hw, lowest)
-    out = np.full(x.shape[:2] + (oh, ow), lowest, dtype=x.dtype)
+    fill = lowest(x.dtype)
+    buf = _padded(x, kernel, stride, dilation, pads, out_hw, fill)
+    out = np.full(x.shape[:2] + (oh, ow), fill, dtype=x.dtype)
     for _, _, view in _taps(buf, kernel, stride, dilation, out_hw):
         # fmax would drop NaNs, maximum propagates them; neither matters for
         # agreement with the compiled kernel, which does not specify NaNs.

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numpy_kernels import lowest
 from .conv import Window, as_2d, compute_dtype, fast, padded, resolve_window, taps, window_cache
 from .registry import kernel, kernel_factory
-
-
-def _lowest(dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return -np.inf
-    if dtype.kind in "iu":
-        return np.iinfo(dtype).min
-    return False
 
 
 def _fast_2d(win: Window):
@@ -49,7 +41,7 @@ def _flat_index(spatial_idx, x_shape, column_major: bool):
 
 
 def _max_pool_with_indices(x, win: Window, column_major: bool):
-    buf = padded(x, win, _lowest(x.dtype))
+    buf = padded(x, win, lowest(x.dtype))
     best = None
     best_tap = np.zeros(x.shape[:2] + win.out, dtype=np.int64)
     tap_list = []
@@ -88,7 +80,7 @@ def max_pool_factory(node, in_types, out_types):
             x4 = x.reshape(x.shape[:2] + (1,) * (4 - x.ndim) + x.shape[2:])
             y = fast.max_pool2d(np.ascontiguousarray(x4), w2.kernel, w2.strides, w2.dilations, w2.pads, w2.out)
             return y.reshape(x.shape[:2] + win.out), None
-        buf = padded(x, win, _lowest(x.dtype))
+        buf = padded(x, win, lowest(x.dtype))
         y = None
         for _, view in taps(buf, win):
             y = view.copy() if y is None else np.maximum(y, view, out=y)
