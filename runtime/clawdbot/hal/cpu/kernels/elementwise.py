@@ -24,19 +24,15 @@ def _same(x, like) -> np.ndarray:
 
 
 # -- arithmetic ------------------------------------------------------------------------------------------------
-@kernel("add")
-def add(a, b):
-    return _same(np.add(a, b), a)
+def _binary(op: str, fn) -> None:
+    """A binary ufunc whose result keeps the first operand's dtype (and stays an array for 0-d operands)."""
+    kernel(op)(lambda a, b: _same(fn(a, b), a))
 
 
-@kernel("sub")
-def sub(a, b):
-    return _same(np.subtract(a, b), a)
-
-
-@kernel("mul")
-def mul(a, b):
-    return _same(np.multiply(a, b), a)
+for _op, _fn in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("min", np.minimum),
+                 ("max", np.maximum), ("bitwise_and", np.bitwise_and), ("bitwise_or", np.bitwise_or),
+                 ("bitwise_xor", np.bitwise_xor)):
+    _binary(_op, _fn)
 
 
 @kernel("div")
@@ -74,16 +70,6 @@ def mod(a, b, fmod):
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.fmod(a, b) if fmod else np.mod(a, b)
     return _same(r, a)
-
-
-@kernel("min")
-def min_(a, b):
-    return _same(np.minimum(a, b), a)
-
-
-@kernel("max")
-def max_(a, b):
-    return _same(np.maximum(a, b), a)
 
 
 @kernel("clip")
@@ -166,11 +152,6 @@ for _op, _fn in (("equal", np.equal), ("less", np.less), ("greater", np.greater)
                  ("greater_equal", np.greater_equal), ("and", np.logical_and), ("or", np.logical_or),
                  ("xor", np.logical_xor)):
     _to_bool(_op, _fn)
-
-for _op, _fn in (("bitwise_and", np.bitwise_and), ("bitwise_or", np.bitwise_or),
-                 ("bitwise_xor", np.bitwise_xor)):
-    kernel(_op)(lambda a, b, _fn=_fn: _same(_fn(a, b), a))
-
 
 @kernel("bit_shift")
 def bit_shift(a, b, direction):
