@@ -1,0 +1,1 @@
+"""Cross-build: board targets, toolchains, runtime bundles."""
