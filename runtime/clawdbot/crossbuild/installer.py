@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Install a clawdbot bundle on this board, offline, from the bundle alone; then check it.
+
+    python3 install.py [--prefix /opt/clawdbot] [--check] [--verify-only]
+
+Copied verbatim into every bundle as install.py, so it uses the standard library only: pip itself comes
+from the bundle's pip wheel, run in this process (a wheel on sys.path is how pip documents running it from
+a wheel), and the board needs no pip, venv or network of its own.
+
+Steps: verify every file's sha256 against manifest.json; check that this Python and machine are the ones
+the bundle was built for; install into a new slot <prefix>/slots/<bundle id> (staged, then renamed, so an
+interrupted install leaves no half slot); switch <prefix>/current to it with an atomic symlink replace;
+write <prefix>/bin/claw. --check then loads the bundled model and compares its outputs with the ones the
+build host recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class InstallError(Exception):
+    pass
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(bundle: Path) -> dict:
+    path = bundle / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InstallError(f"{path}: cannot read the bundle manifest ({e})") from None
+
+
+def verify(bundle: Path, manifest: dict) -> None:
+    for rel, meta in sorted(manifest["files"].items()):
+        path = bundle / rel
+        if not path.is_file():
+            raise InstallError(f"{rel}: listed in manifest.json but missing from the bundle")
+        if sha256(path) != meta["sha256"]:
+            raise InstallError(f"{rel}: sha256 does not match manifest.json (corrupted or altered bundle)")
+
+
+def check_platform(manifest: dict) -> None:
+    want = manifest["python"]
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if have != want["version"]:
+        raise InstallError(f"this bundle is for Python {want['version']} ({manifest['target']['name']}); "
+                           f"this board runs Python {have} at {sys.executable}")
+    machine = platform.machine()
+    if machine not in (want["arch"], {"aarch64": "arm64"}.get(want["arch"])):
+        raise InstallError(f"this bundle is for {want['arch']}; this machine is {machine}")
+
+
+def run_pip(bundle: Path, args: list[str]) -> None:
+    pip_wheels = sorted((bundle / "wheels").glob("pip-*.whl"))
+    if not pip_wheels:
+        raise InstallError("the bundle carries no pip wheel")
+    sys.path.insert(0, str(pip_wheels[0]))
+    os.environ["PIP_CONFIG_FILE"] = os.devnull  # the board's pip config may name an index we must not use
+    os.environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    from pip._internal.cli.main import main as pip_main
+    code = pip_main(args)
+    if code != 0:
+        raise InstallError(f"pip {' '.join(args[:2])} failed (exit {code}); its output is above")
+
+
+def install(bundle: Path, prefix: Path, manifest: dict) -> Path:
+    slots = prefix / "slots"
+    slots.mkdir(parents=True, exist_ok=True)
+    slot = slots / manifest["bundle_id"]
+    staging = Path(tempfile.mkdtemp(prefix=f".{slot.name}.", dir=slots))
+    try:
+        wheels = str(bundle / "wheels")
+        plan = manifest["install"]
+        common = ["--no-index", "--find-links", wheels, "--no-compile", "--no-warn-script-location", "-q",
+                  "--root-user-action=ignore"]
+        if plan["mode"] == "wheel":
+            run_pip(bundle, ["install", *common, "--target", str(staging / "lib"), plan["runtime"], *plan["requirements"]])
+        else:
+            # on-board: compile the kernels here, with the bundle's pinned build tools and the target's flags
+            build_env = staging / "build-env"
+            run_pip(bundle, ["install", *common, "--target", str(build_env), *plan["build_requirements"]])
+            os.environ["PYTHONPATH"] = os.pathsep.join([str(build_env), os.environ.get("PYTHONPATH", "")])
+            os.environ["CLAWDBOT_CFLAGS"] = " ".join(manifest["target"]["cflags"])
+            run_pip(bundle, ["install", *common, "--no-build-isolation", "--target", str(staging / "lib"),
+                             str(bundle / plan["runtime"]), *plan["requirements"]])
+            shutil.rmtree(build_env)
+        shutil.copytree(bundle / "model", staging / "model")
+        shutil.copy2(bundle / "manifest.json", staging / "manifest.json")
+        if slot.exists():  # reinstalling the same bundle: replace the old copy
+            shutil.rmtree(slot)
+        os.rename(staging, slot)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    link = prefix / ".current.new"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(Path("slots") / slot.name, link)
+    os.replace(link, prefix / "current")
+    write_launcher(prefix)
+    return slot
+
+
+def write_launcher(prefix: Path) -> Path:
+    bindir = prefix / "bin"
+    bindir.mkdir(exist_ok=True)
+    launcher = bindir / "claw"
+    tmp = bindir / ".claw.new"
+    tmp.write_text("#!/bin/sh\n"
+                   f'PYTHONPATH="{prefix}/current/lib${{PYTHONPATH:+:$PYTHONPATH}}" '
+                   f'exec "{sys.executable}" -m clawdbot.cli "$@"\n')
+    tmp.chmod(0o755)
+    os.replace(tmp, launcher)
+    return launcher
+
+
+def check(slot: Path, manifest: dict) -> float:
+    """Run the bundled model on the recorded inputs; return the worst error relative to the output scale."""
+    sys.path.insert(0, str(slot / "lib"))
+    import numpy as np
+    import clawdbot
+    from clawdbot.hal.cpu import fast
+    if manifest["drivers"].get("cpu") == "built" and fast.BACKEND != "cython":
+        raise InstallError(f"the compiled CPU kernels do not load on this board ({fast.IMPORT_ERROR}); "
+                           f"the runtime would fall back to slow numpy kernels")
+    spec = manifest["check"]
+    session = clawdbot.load(str(slot / manifest["model"]["file"]))
+    feeds = {name: np.load(slot / f) for name, f in spec["inputs"].items()}
+    outputs = session.run(feeds)
+    worst = 0.0
+    for name, f in spec["outputs"].items():
+        want = np.load(slot / f)
+        got = outputs[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise InstallError(f"output {name}: got {got.dtype}{list(got.shape)}, the build host recorded "
+                               f"{want.dtype}{list(want.shape)}")
+        scale = max(1.0, float(np.max(np.abs(want.astype(np.float64))))) if want.size else 1.0
+        err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) / scale if want.size else 0.0
+        print(f"check: output {name} {got.dtype}{list(got.shape)}: max error {err:.2e} of scale "
+              f"(tolerance {spec['tolerance']:.0e})")
+        if not err <= spec["tolerance"]:
+            raise InstallError(f"output {name} differs from the build host's by {err:.2e} of its scale "
+                               f"(tolerance {spec['tolerance']:.0e})")
+        worst = max(worst, err)
+    flags = (fast.build_config() or {}).get("cflags", [])
+    print(f"check: {manifest['model']['name']} runs on {platform.machine()} with the {fast.BACKEND} kernels "
+          f"({' '.join(flags) or 'flags not recorded'}); outputs match the build host's")
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefix", default="/opt/clawdbot", help="install root (default /opt/clawdbot)")
+    parser.add_argument("--check", action="store_true", help="run the bundled model and compare its outputs")
+    parser.add_argument("--verify-only", action="store_true", help="only check the files' sha256 sums")
+    args = parser.parse_args(argv)
+    try:
+        manifest = load_manifest(HERE)
+        verify(HERE, manifest)
+        print(f"verified {len(manifest['files'])} files of {manifest['bundle_id']}")
+        if args.verify_only:
+            return 0
+        check_platform(manifest)
+        slot = install(HERE, Path(args.prefix).resolve(), manifest)
+        print(f"installed {manifest['bundle_id']} into {slot}; {Path(args.prefix).resolve() / 'bin/claw'} runs it")
+        if args.check:
+            check(slot, manifest)
+    except InstallError as e:
+        print(f"install.py: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
