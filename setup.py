@@ -19,6 +19,7 @@ import shlex
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 _PACKAGE = "clawdbot.hal.cpu._cython"
 _SOURCE_DIR = os.path.join("runtime", *_PACKAGE.split("."))
@@ -99,7 +100,22 @@ def _extensions():
     )
 
 
+class _BuildPyWithConfig(build_py):
+    """Ship the compile flags inside the package (build_config.json next to the kernels), so a wheel built
+    for a board can be checked for that board's flags after the fact: the .so files don't say."""
+
+    def run(self):
+        super().run()
+        path = os.path.join(self.build_lib, *_PACKAGE.split("."), "build_config.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({"cflags": _compile_args(), "directives": _directives(_env_flag("CLAWDBOT_CYTHON_DEBUG"))},
+                      f, indent=1, sort_keys=True)
+            f.write("\n")
+
+
 setup(
+    cmdclass={"build_py": _BuildPyWithConfig},
     ext_modules=_extensions(),
     # The generated C sits next to the .pyx (gitignored) and setuptools would
     # otherwise ship it in wheels as package data: megabytes of no use at run

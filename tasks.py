@@ -1,7 +1,12 @@
 """Project tasks (Invoke). `invoke --list` shows the menu; every task's docstring is its --help.
 
-    invoke demo                      # build the default model, convert, run, compare with onnxruntime
+    invoke setup                     # host packages for cross builds (apt, as root) and a running dockerd
+    invoke build --target rpi4       # runtime bundle for a board: wheel, dependency wheels, model, installer
+    invoke test --target rpi4        # install that bundle on an emulated rpi4 (QEMU) and check its outputs
     invoke test                      # the test suite (what CI runs)
+    invoke toolchain --target rpi4   # only build (or find cached) the target's Docker toolchain image
+    invoke base-image                # only make the Debian base image from Debian's packages
+    invoke demo                      # build the default model, convert, run, compare with onnxruntime
     invoke conformance [--write]     # every ONNX backend node case, with the pass count
     invoke bench --model resnet50    # clawbench on a zoo model
 """
@@ -40,10 +45,128 @@ def demo(c, model="mobilenet_v2", batch=1):
     c.run(f"{PY} -m clawdbot.tools.check {claw_path} {onnx_path} --batch {batch}", echo=True)
 
 
-@task(help={"k": "only tests matching this pytest -k expression", "slow": "include tests marked slow"})
-def test(c, k="", slow=True):
-    """Run the test suite (CI runs the same command through .ci/run)."""
-    args = ["-q"]
+# Host packages the cross-build needs: the Docker engine, debootstrap for base images and sysroots, qemu-user
+# for the bundle test, and the Debian compilers and Python the --toolchain host path uses.
+HOST_PACKAGES = ("docker.io", "debootstrap", "qemu-user", "gcc-aarch64-linux-gnu", "gcc", "python3.11",
+                 "python3.11-venv", "python3.11-dev")
+
+
+def _progress(verbose: bool):
+    from clawdbot.crossbuild.progress import Progress
+    return Progress(verbose=verbose)
+
+
+def _fail(e) -> Exit:
+    return Exit(f"error: {e}", code=2)
+
+
+@task(help={"docker": "also start the Docker engine if it is not running (default on)"})
+def setup(c, docker=True):
+    """Install the host packages cross builds need (apt-get, as root) and start dockerd if it isn't running."""
+    import os
+    import shutil
+    import subprocess
+    status = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\\n", *HOST_PACKAGES],
+                            capture_output=True, text=True).stdout
+    installed = {ln.split()[0] for ln in status.splitlines() if ln.endswith("install ok installed")}
+    missing = [p for p in HOST_PACKAGES if p not in installed]
+    if missing:
+        if os.geteuid() != 0:
+            raise Exit(f"missing host packages; as root run: apt-get install -y {' '.join(missing)}", code=2)
+        c.run("apt-get update -qq", echo=True)
+        c.run(f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {' '.join(missing)}",
+              echo=True)
+    else:
+        print(f"host packages present: {', '.join(HOST_PACKAGES)}")
+    if docker and shutil.which("dockerd"):
+        from clawdbot.crossbuild.engine import Engine
+        from clawdbot.errors import ClawError
+        try:
+            engine = Engine.connect(_progress(False))
+        except ClawError as e:
+            raise _fail(e)
+        driver = engine.client.info().get("Driver")
+        print(f"Docker engine up (storage driver {driver})")
+        if driver != "overlay2":
+            print("warning: storage driver is not overlay2; every build container copies its whole image (slow)")
+
+
+@task(help={"suite": "Debian suite (default bookworm)", "verbose": "show every line of output"})
+def base_image(c, suite="bookworm", verbose=False):
+    """Make the Debian base image from Debian's packages (debootstrap + docker import), for air-gapped hosts."""
+    from clawdbot.crossbuild.engine import Engine
+    from clawdbot.errors import ClawError
+    try:
+        engine = Engine.connect(_progress(verbose))
+        print(engine.make_base_image(suite))
+    except ClawError as e:
+        raise _fail(e)
+
+
+@task(help={"target": "board (see targets/)", "base_image": "base image to build on (default: debian:bookworm-slim, "
+            "else one made here)", "verbose": "show every line of output"})
+def toolchain(c, target="rpi4", base_image=None, verbose=False):
+    """Build (or find cached) the target's Docker toolchain image, tagged by the hash of its inputs."""
+    from clawdbot.crossbuild.engine import Engine
+    from clawdbot.crossbuild.targets import load_target
+    from clawdbot.crossbuild.toolchains import load_toolchain
+    from clawdbot.errors import ClawError
+    try:
+        tc = load_toolchain(load_target(target, ROOT / "targets").toolchain, ROOT)
+        tag, _ = Engine.connect(_progress(verbose)).toolchain_image(tc, ARTIFACTS / "cache", base_image)
+    except ClawError as e:
+        raise _fail(e)
+    print(tag)
+
+
+@task(help={"target": "board to build for (see targets/)",
+            "model": "an .onnx or .claw file, or a zoo model name (default mobilenet_v2)",
+            "quantize": "8 or 4 (quantization lands with issue 6)",
+            "toolchain": "docker, host (the host's Debian cross compiler, no Docker) or auto (default)",
+            "ram": "the board's RAM variant in MiB, for the memory budget (default: the target's default)",
+            "base_image": "Docker base image for the toolchain (default debian:bookworm-slim, else made here)",
+            "out": "where the bundle goes (default artifacts/bundles)", "verbose": "show every line of output"})
+def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=None, base_image=None, out=None,
+          verbose=False):
+    """Cross-build the runtime and the target's HAL drivers and write one offline-installable bundle."""
+    from clawdbot.crossbuild.build import BuildOptions, build as run_build
+    from clawdbot.errors import ClawError
+    opts = BuildOptions(target=target, root=ROOT, model=model, quantize=int(quantize) if quantize else None,
+                        toolchain=toolchain, ram_mib=int(ram) if ram else None, base_image=base_image,
+                        out=Path(out) if out else None)
+    try:
+        result = run_build(opts, _progress(verbose))
+    except ClawError as e:
+        raise _fail(e)
+    print(result.bundle)
+
+
+@task(help={"target": "test a bundle on this (emulated) board instead of running the host test suite",
+            "bundle": "bundle to test (default: the newest one built for the target)",
+            "k": "only tests matching this pytest -k expression", "slow": "include tests marked slow",
+            "cross": "cross-build tests: require (default; missing tools fail), auto (skip without them), skip",
+            "verbose": "show every line of output"})
+def test(c, target=None, bundle=None, k="", slow=True, cross="require", verbose=False):
+    """Without --target: the test suite (CI runs this through .ci/run). With --target: the QEMU bundle test."""
+    if target:
+        from clawdbot.crossbuild.emulate import test_bundle
+        from clawdbot.crossbuild.targets import load_target
+        from clawdbot.errors import ClawError
+        try:
+            t = load_target(target, ROOT / "targets")
+            if bundle is None:
+                found = sorted((ARTIFACTS / "bundles").glob(f"clawdbot-*-{target}-*.tar.gz"),
+                               key=lambda p: p.stat().st_mtime)
+                if not found:
+                    raise Exit(f"no bundle for {target} in {ARTIFACTS / 'bundles'}; run `invoke build --target "
+                               f"{target}` first", code=2)
+                bundle = found[-1]
+            test_bundle(Path(bundle), t, ARTIFACTS / "cache", _progress(verbose))
+        except ClawError as e:
+            raise _fail(e)
+        print(f"{Path(bundle).name}: installed and checked on an emulated {target}")
+        return
+    args = ["-q", f"--cross={cross}"]
     if k:
         args += ["-k", repr(k)]
     if not slow:
@@ -72,4 +195,4 @@ def bench(c, model="resnet50", threads=1, runs=20):
     c.run(f"clawbench {path} --threads {threads} --runs {runs}", echo=True)
 
 
-ns = Collection(demo, test, conformance, bench)
+ns = Collection(setup, base_image, toolchain, build, test, demo, conformance, bench)

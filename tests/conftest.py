@@ -4,6 +4,12 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--cross", choices=("auto", "require", "skip"), default="auto",
+                     help="cross-build tests (Docker toolchain, host cross compiler, QEMU): auto skips them when "
+                          "their tools are missing, require fails instead (CI, via `invoke test`), skip skips them")
+
+
 @pytest.fixture(autouse=True)
 def _kernel_checks(monkeypatch):
     # Every kernel output is checked against its inferred dtype and shape in tests.

@@ -33,3 +33,7 @@ class GraphValidationError(ClawError):
 
 class InputError(ClawError):
     """Inputs passed to Session.run do not match what the model expects."""
+
+
+class BuildError(ClawError):
+    """A cross-build step failed or cannot start: says which step, and what to install or change."""

@@ -31,6 +31,7 @@ from . import _numpy_kernels as numpy_impl
 __all__ = [
     "BACKEND",
     "IMPORT_ERROR",
+    "build_config",
     "numpy_impl",
     "im2col",
     "max_pool2d",
@@ -52,6 +53,20 @@ else:
         BACKEND = "numpy"
     else:
         BACKEND = "cython"
+
+
+
+def build_config() -> dict | None:
+    """The flags the compiled kernels were built with (written by setup.py into built wheels); None for
+    an in-place/editable build or no compiled kernels."""
+    import json
+    path = os.path.join(os.path.dirname(__file__), "_cython", "build_config.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
 
 _COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -1,0 +1,275 @@
+"""`invoke build --target T`: model -> .claw, runtime wheel for the board, dependency wheels, one bundle.
+
+Cheap checks come first (target, model conversion, memory budget), so a model that cannot fit the board
+fails in seconds, before any image or compile step.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import BuildError, ClawError
+from . import bundle as bundle_mod
+from . import compile as compile_mod
+from . import debian, source, wheelhouse
+from .progress import Progress
+from .targets import Target, load_target
+from .toolchains import Toolchain, load_toolchain
+
+DEFAULT_MODEL = "mobilenet_v2"
+# Resident memory of a Python process that has imported numpy and clawdbot and loaded a session, before
+# any model data (measured on x86_64 and under qemu-aarch64: 35-45 MiB); rounded up for the board's libc.
+RUNTIME_OVERHEAD_MIB = 64
+CHECK_TOLERANCE = 1e-4   # of the output's scale; ARM and x86 builds of numpy/OpenBLAS round differently
+DRIVERS_AVAILABLE = {"cpu"}
+
+
+@dataclass
+class BuildOptions:
+    target: str
+    root: Path
+    model: str | None = None
+    quantize: int | None = None
+    toolchain: str = "auto"          # docker | host | auto
+    ram_mib: int | None = None
+    base_image: str | None = None
+    out: Path | None = None
+    cache: Path | None = None
+    dims: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out = self.out or self.root / "artifacts" / "bundles"
+        self.cache = self.cache or self.root / "artifacts" / "cache"
+
+
+@dataclass
+class BuildResult:
+    bundle: Path
+    manifest: dict
+
+
+# -- model -------------------------------------------------------------------------------------------------
+def convert_model(spec: str | None, quantize: int | None):
+    """(name, graph) for a path to .onnx/.claw, or a zoo model name (default mobilenet_v2)."""
+    from ..converter import ModelConverter
+    spec = spec or DEFAULT_MODEL
+    path = Path(spec)
+    if path.suffix == ".claw":
+        if quantize:
+            raise BuildError(f"{spec}: --quantize applies when converting; give the source .onnx model")
+        from ..ir.clawfile import load_graph
+        return path.stem, load_graph(path)
+    converter = ModelConverter(source_framework="onnx", target_format="claw_ir", quantization_bits=quantize)
+    if path.suffix == ".onnx" or path.exists():
+        if not path.is_file():
+            raise BuildError(f"model {spec}: no such file")
+        return path.stem, converter.convert(str(path)).graph
+    from ..tools import zoo
+    if spec not in zoo.MODELS:
+        raise BuildError(f"model {spec!r} is neither a file nor a zoo model ({', '.join(sorted(zoo.MODELS))})")
+    return spec, converter.convert(zoo.build(spec)).graph
+
+
+def check_memory(name: str, graph, target: Target, ram_mib: int | None, dims: dict[str, int]) -> dict:
+    from ..plan.estimate import estimate_memory
+    est = estimate_memory(graph, dims)
+    variant = target.variant(ram_mib)
+    overhead = RUNTIME_OVERHEAD_MIB << 20
+    need = est.total_bytes(overhead)
+    budget = variant.budget_mib << 20
+    report = {"estimate": est.to_dict(), "runtime_overhead_bytes": overhead, "need_bytes": need,
+              "ram_mib": variant.ram_mib, "budget_bytes": budget, "fits": need <= budget,
+              "method": "estimate: weights + peak live activations + runtime overhead (no arena plan yet)"}
+    if need > budget:
+        top = ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in est.contributors(5))
+        raise BuildError(
+            f"model {name} needs {need / 2**20:.1f} MiB but {target.name} ({variant.ram_mib} MiB RAM) allows "
+            f"{budget / 2**20:.1f} MiB: weights {est.weights_bytes / 2**20:.1f} MiB + peak activations "
+            f"{est.peak_activation_bytes / 2**20:.1f} MiB (at {est.peak_node}) + runtime "
+            f"{RUNTIME_OVERHEAD_MIB} MiB. Biggest: {top}")
+    return report
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def reference_run(graph) -> tuple[dict[str, bytes], dict, dict]:
+    """Inputs and this host's outputs, for the board's health check to compare against."""
+    from ..session import Session
+    from ..tools.inputs import random_inputs
+    session = Session(graph, validate_graph=False)
+    feeds = random_inputs(session.inputs, batch=1, seed=0)
+    outs = session.run(feeds)
+    files, ins, outs_map = {}, {}, {}
+    for i, (name, a) in enumerate(feeds.items()):
+        files[f"model/check/input_{i}.npy"] = _npy(a)
+        ins[name] = f"model/check/input_{i}.npy"
+    for i, (name, a) in enumerate(outs.items()):
+        files[f"model/check/output_{i}.npy"] = _npy(a)
+        outs_map[name] = f"model/check/output_{i}.npy"
+    return files, ins, outs_map
+
+
+def _claw_bytes(graph) -> bytes:
+    from ..ir.clawfile import save_graph
+    with tempfile.TemporaryDirectory() as d:
+        save_graph(Path(d) / "model.claw", graph)
+        return (Path(d) / "model.claw").read_bytes()
+
+
+# -- requirements ------------------------------------------------------------------------------------------
+def _pins(path: Path) -> list[str]:
+    return [ln.split("#")[0].strip() for ln in path.read_text().splitlines() if ln.split("#")[0].strip()]
+
+
+def _name(pin: str) -> str:
+    return pin.split("==")[0].strip().lower().replace("_", "-")
+
+
+# -- toolchain choice --------------------------------------------------------------------------------------
+def choose_toolchain(kind: str, tc: Toolchain, progress: Progress):
+    """'docker' or 'host' (auto: Docker when an engine answers or can be started, else the host compiler)."""
+    from .engine import Engine
+    if kind not in ("auto", "docker", "host"):
+        raise BuildError(f"--toolchain {kind!r}: choose docker, host or auto")
+    if kind in ("docker", "auto"):
+        try:
+            return "docker", Engine.connect(progress)
+        except BuildError as e:
+            if kind == "docker":
+                raise
+            docker_problem = str(e)
+    if shutil.which(tc.host.get("cc", "gcc")) is None:
+        if kind == "host":
+            raise BuildError(f"--toolchain host needs {tc.host.get('cc')}: apt-get install "
+                             f"{' '.join(tc.host.get('packages', []))} (or `invoke setup`)")
+        raise BuildError(f"no toolchain: {docker_problem}; and the host toolchain needs: apt-get install "
+                         f"{' '.join(tc.host.get('packages', []))}")
+    if kind == "auto":
+        progress.say(f"==> no Docker engine ({docker_problem.splitlines()[0][:100]}); using the host toolchain")
+    return "host", None
+
+
+def _host_packages(names) -> dict[str, str]:
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${binary:Package} ${Version}\\n", *names],
+                             capture_output=True, text=True).stdout
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+# -- the build ---------------------------------------------------------------------------------------------
+def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+    progress = progress or Progress()
+    root = opts.root
+    target = load_target(opts.target, root / "targets")
+    tc = load_toolchain(target.toolchain, root)
+    if opts.quantize not in (None, 8, 4):
+        raise BuildError(f"--quantize {opts.quantize}: choose 8 or 4")
+
+    with progress.step(f"model {opts.model or DEFAULT_MODEL} -> .claw"):
+        try:
+            name, graph = convert_model(opts.model, opts.quantize)
+        except BuildError:
+            raise
+        except ClawError as e:
+            raise BuildError(f"model {opts.model or DEFAULT_MODEL}: {e}") from None
+        memory = check_memory(name, graph, target, opts.ram_mib, opts.dims)
+        progress.say(f"    needs {memory['need_bytes'] / 2**20:.1f} MiB of {target.name}'s "
+                     f"{memory['budget_bytes'] / 2**20:.0f} MiB budget")
+        claw = _claw_bytes(graph)
+        check_files, check_in, check_out = reference_run(graph)
+
+    drivers = {}
+    for d in target.drivers:
+        if d in DRIVERS_AVAILABLE:
+            drivers[d] = "built"
+        else:
+            drivers[d] = f"not built: clawdbot {__version__} has no {d} driver yet"
+            progress.say(f"    warning: {target.name} lists the {d} driver, which clawdbot {__version__} does not "
+                         f"have yet; the bundle runs on the CPU driver")
+
+    epoch = source.source_date_epoch(root)
+    abi = target.python_abi
+    req_file = root / "toolchains" / f"board-requirements-{abi}.txt"
+    if not req_file.is_file():
+        raise BuildError(f"no {req_file.relative_to(root)}: which numpy etc. a {abi} board installs is not pinned")
+    pins = _pins(req_file)
+    build_names = {_name(p) for p in _pins(tc.build_requirements)}
+    dep_wheels = wheelhouse.download(req_file, opts.cache, progress, platforms=target.platforms,
+                                     python_version=target.python_version, abi=abi)
+
+    contents: dict[str, bundle_mod.Source] = {f"wheels/{w.name}": w for w in dep_wheels}
+    with tempfile.TemporaryDirectory(prefix="clawdbot-build-") as work:
+        src = Path(work) / "src"
+        source.export(root, src)
+        out = Path(work) / "out"
+        if target.build == "on-board":
+            sdist_name = f"clawdbot-{__version__}"
+            files = {str(p.relative_to(src)): p.read_bytes() for p in sorted(src.rglob("*")) if p.is_file()}
+            contents[f"src/{sdist_name}.tar.gz"] = bundle_mod.deterministic_tar(files, sdist_name, epoch)
+            toolchain_info = {"kind": "on-board", "name": tc.name,
+                              "why": f"Python {target.python_version} cannot be built here; the board compiles "
+                                     f"the kernels at install time with the bundled, pinned build tools"}
+            install = {"mode": "on-board", "runtime": f"src/{sdist_name}.tar.gz",
+                       "requirements": [p for p in pins if _name(p) not in build_names | {"pip"}],
+                       "build_requirements": [p for p in pins if _name(p) in build_names]}
+        else:
+            kind, engine = choose_toolchain(opts.toolchain, tc, progress)
+            if kind == "docker":
+                tag, image_id = engine.toolchain_image(tc, opts.cache, opts.base_image)
+                wheel = compile_mod.wheel_in_docker(engine, tag, src, out, target, tc, epoch, progress)
+                toolchain_info = {"kind": "docker", "name": tc.name, "image": tag, "image_id": image_id,
+                                  "packages": engine.package_versions(tag, tc.record_packages)}
+            else:
+                wheel = compile_mod.wheel_on_host(src, out, target, tc, epoch, opts.cache, progress)
+                packages = _host_packages(tc.host.get("record_packages", []))
+                if "sysconfigdata" in tc.cross:
+                    sysroot = debian.sysroot(opts.cache, tc.host["sysroot_arch"], tc.debian_suite,
+                                             tc.host["sysroot_packages"], progress)
+                    listed = json.loads((sysroot / "packages.json").read_text())
+                    packages.update({f"{p}:{tc.host['sysroot_arch']}": listed[p] for p in
+                                     ("libc6-dev", f"libpython{tc.python}-dev") if p in listed})
+                toolchain_info = {"kind": "host", "name": tc.name, "packages": packages}
+            kernels = compile_mod.check_wheel(wheel, tc, target)
+            progress.say(f"    {wheel.name}: {len(kernels)} {tc.arch} kernels built with {' '.join(target.cflags)}")
+            contents[f"wheels/{wheel.name}"] = wheel.read_bytes()
+            install = {"mode": "wheel", "runtime": f"clawdbot=={__version__}",
+                       "requirements": [p for p in pins if _name(p) != "pip"]}
+
+        contents["model/model.claw"] = claw
+        contents.update(check_files)
+        bundle_id = f"clawdbot-{__version__}-{target.name}-{name}"
+        manifest = {
+            "format": 1,
+            "bundle_id": bundle_id,
+            "clawdbot_version": __version__,
+            "target": target.to_manifest(),
+            "python": {"version": target.python_version, "abi": abi, "arch": target.arch,
+                       "platforms": list(target.platforms)},
+            "toolchain": toolchain_info,
+            "drivers": drivers,
+            "install": install,
+            "model": {"name": name, "file": "model/model.claw",
+                      "quantize": opts.quantize, "inputs": {n: str(t) for n, t in graph.input_types()},
+                      "outputs": {n: str(t) for n, t in graph.output_types()}, "memory": memory},
+            "check": {"inputs": check_in, "outputs": check_out, "tolerance": CHECK_TOLERANCE},
+            "source_date_epoch": epoch,
+        }
+        with progress.step(f"bundle {bundle_id}"):
+            path = bundle_mod.write_bundle(opts.out, bundle_id, contents, manifest, epoch)
+    progress.say(f"bundle: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return BuildResult(path, manifest)

@@ -1,0 +1,82 @@
+"""`invoke test --target T`: install a bundle on an emulated board and run its health check there.
+
+aarch64 targets run under qemu-user (`qemu-aarch64 -L SYSROOT`) with a Debian arm64 userland standing in for
+the board's; the bundle's own install.py installs it offline with the bundle's pip, then runs the bundled
+model and compares with the outputs the build host recorded. Native targets (x86_64) do the same with the
+host's Debian Python, without emulation.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import BuildError
+from . import bundle as bundle_mod
+from . import debian
+from .progress import Progress
+from .targets import Target
+
+# qemu-user hands the guest the host's /proc/cpuinfo (x86), and some arm64 libraries probe it; a board-like
+# one inside the sysroot (qemu -L serves sysroot files first) keeps them on their ARM code paths.
+_CPU_PART = {"cortex-a72": "0xd08", "cortex-a76": "0xd0b", "cortex-a78ae": "0xd42", "cortex-a55": "0xd05"}
+
+
+def _fake_cpuinfo(sysroot: Path, target: Target) -> None:
+    part = _CPU_PART.get(target.cpu_model.split(".")[0], "0xd08")
+    entry = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+             "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: {part}\n"
+             "CPU revision\t: 3\n\n")
+    (sysroot / "proc").mkdir(exist_ok=True)
+    (sysroot / "proc/cpuinfo").write_text("".join(entry.format(i=i, part=part) for i in range(target.cores)))
+
+
+def board_sysroot(target: Target, cache: Path, progress: Progress) -> Path:
+    em = target.emulation
+    ver = target.python_version
+    # The same package set as the host toolchain's sysroot, so one cached userland serves both.
+    root = debian.sysroot(cache, em["sysroot_arch"], em["sysroot_suite"], [f"python{ver}", f"libpython{ver}-dev"],
+                          progress)
+    _fake_cpuinfo(root, target)
+    return root
+
+
+def test_bundle(bundle: Path, target: Target, cache: Path, progress: Progress | None = None) -> list[str]:
+    """Install and check `bundle` on the emulated (or native) board; returns the health check's report lines."""
+    progress = progress or Progress()
+    manifest = bundle_mod.read_manifest(bundle)
+    if manifest["target"]["name"] != target.name:
+        raise BuildError(f"{bundle} was built for {manifest['target']['name']}, not {target.name}")
+    if manifest["install"]["mode"] != "wheel":
+        raise BuildError(f"{target.name} bundles compile on the board (Python {target.python_version} is not "
+                         f"available here), so they cannot be tested under emulation")
+    ver = target.python_version
+    with tempfile.TemporaryDirectory(prefix="clawdbot-board-") as work:
+        top = bundle_mod.extract(bundle, Path(work))
+        prefix = Path(work) / "prefix"
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": work}  # nothing of ours leaks in
+        if target.emulation.get("native"):
+            python = shutil.which(f"python{ver}", path="/usr/bin")
+            if python is None:
+                raise BuildError(f"testing a {target.name} bundle natively needs Debian's python{ver}")
+            argv = [python, str(top / "install.py"), "--prefix", str(prefix), "--check"]
+            how = f"natively with {python}"
+        else:
+            qemu = shutil.which(target.emulation["qemu_user"])
+            if qemu is None:
+                raise BuildError(f"{target.emulation['qemu_user']} not found: apt-get install qemu-user "
+                                 f"(or `invoke setup`)")
+            sysroot = board_sysroot(target, cache, progress)
+            # The interpreter is named by its host path: qemu-user can't follow a guest execve, and -L only
+            # serves paths that exist in the sysroot, so the bundle and prefix (host /tmp paths) stay shared.
+            argv = [qemu, "-L", str(sysroot), "-cpu", target.emulation.get("qemu_cpu", "max"),
+                    str(sysroot / f"usr/bin/python{ver}"), str(top / "install.py"), "--prefix", str(prefix),
+                    "--check"]
+            how = f"under {Path(qemu).name} -cpu {target.emulation.get('qemu_cpu', 'max')}"
+        with progress.step(f"install and check {bundle.name} {how}"):
+            tail = progress.run(argv, what=f"bundle test for {target.name}", env=env)
+        report = [line for line in tail if line.startswith("check:")]
+        for line in report:
+            progress.say(f"    {line}")
+        return report

@@ -1,0 +1,132 @@
+"""`invoke build` decisions that need no toolchain: the memory budget, unknown targets, what a missing
+toolchain says, quantization requests, and the on-board (Jetson) bundle's contents."""
+from __future__ import annotations
+
+import re
+import tarfile
+from pathlib import Path
+
+import onnx
+import pytest
+
+from claw_testing import make_model
+from clawdbot.crossbuild import build as build_mod
+from clawdbot.crossbuild import wheelhouse
+from clawdbot.crossbuild.build import BuildOptions, build
+from clawdbot.crossbuild.progress import Progress
+from clawdbot.crossbuild.targets import TargetError, known_targets, load_target
+from clawdbot.crossbuild.toolchains import load_toolchain
+from clawdbot.errors import BuildError, ClawError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _huge_relu() -> onnx.ModelProto:
+    """One Relu over 1 x 24000 x 24000 float32: input and output live at once are 4.3 GiB."""
+    h = onnx.helper
+    graph = h.make_graph([h.make_node("Relu", ["x"], ["y"], name="relu_node")], "huge",
+                         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 24000, 24000])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 24000, 24000])])
+    return make_model(graph, 17)
+
+
+def _opts(tmp_path, **kw) -> BuildOptions:
+    return BuildOptions(root=ROOT, out=tmp_path / "out", cache=tmp_path / "cache", **kw)
+
+
+@pytest.fixture
+def no_downloads(monkeypatch):
+    """Fail the test if the build gets as far as fetching anything: budget errors must come first."""
+    def refuse(*a, **k):
+        raise AssertionError("the build went on to download wheels")
+    monkeypatch.setattr(wheelhouse, "download", refuse)
+
+
+def test_a_model_over_the_budget_fails_fast_with_both_numbers(tmp_path, no_downloads):
+    path = tmp_path / "huge.onnx"
+    onnx.save(_huge_relu(), path)
+    with pytest.raises(BuildError) as e:
+        build(_opts(tmp_path, target="rpi4", model=str(path)), Progress())
+    msg = str(e.value)
+    need = 2 * 24000 * 24000 * 4 / 2**20 + build_mod.RUNTIME_OVERHEAD_MIB
+    assert f"needs {need:.1f} MiB" in msg
+    assert "rpi4 (4096 MiB RAM) allows 2560.0 MiB" in msg
+    assert "peak activations" in msg and "relu_node" in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_8gb_variant_has_room_for_it(tmp_path):
+    from clawdbot.converter import ModelConverter
+    graph = ModelConverter().convert(_huge_relu()).graph
+    report = build_mod.check_memory("huge", graph, load_target("rpi4", ROOT / "targets"), 8192, {})
+    assert report["fits"] and report["budget_bytes"] == 6144 << 20
+    with pytest.raises(TargetError, match="no 3000 MiB variant|3000"):
+        build_mod.check_memory("huge", graph, load_target("rpi4", ROOT / "targets"), 3000, {})
+
+
+def test_unknown_target_lists_the_known_ones(tmp_path, no_downloads):
+    with pytest.raises(ClawError) as e:
+        build(_opts(tmp_path, target="rpi3"), Progress())
+    for name in ("jetson-orin-nano", "rk3588", "rpi4", "rpi5", "x86_64"):
+        assert name in str(e.value)
+
+
+def test_quantize_is_refused_clearly_until_the_toolchain_exists(tmp_path, no_downloads):
+    with pytest.raises(BuildError, match="quantization is not available"):
+        build(_opts(tmp_path, target="rpi4", quantize=8), Progress())
+
+
+def test_a_missing_model_file_is_named(tmp_path, no_downloads):
+    with pytest.raises(BuildError, match="nope.onnx: no such file"):
+        build(_opts(tmp_path, target="rpi4", model=str(tmp_path / "nope.onnx")), Progress())
+
+
+def test_with_neither_docker_nor_a_cross_compiler_the_error_says_what_to_install(monkeypatch):
+    from clawdbot.crossbuild import engine
+
+    def no_engine(*a, **k):
+        raise BuildError("no Docker engine answers")
+    monkeypatch.setattr(engine.Engine, "connect", classmethod(no_engine))
+    monkeypatch.setattr(build_mod.shutil, "which", lambda name, *a, **k: None)
+    tc = load_toolchain("aarch64-linux-gnu", ROOT)
+    with pytest.raises(BuildError) as e:
+        build_mod.choose_toolchain("auto", tc, Progress())
+    assert "no Docker engine" in str(e.value) and "apt-get install gcc-aarch64-linux-gnu" in str(e.value)
+    with pytest.raises(BuildError, match="--toolchain host needs aarch64-linux-gnu-gcc"):
+        build_mod.choose_toolchain("host", tc, Progress())
+
+
+def test_every_target_names_a_loadable_toolchain_whose_dockerfile_takes_the_base_image():
+    for name in known_targets(ROOT / "targets"):
+        tc = load_toolchain(load_target(name, ROOT / "targets").toolchain, ROOT)
+        text = tc.dockerfile.read_text()
+        assert re.search(r"^ARG BASE_IMAGE=debian:bookworm-slim$", text, re.M), tc.dockerfile
+        assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), tc.dockerfile
+        assert "pip install --no-index" in text, "builds must not need an index inside the image"
+
+
+def test_unknown_toolchain_lists_the_known_ones():
+    with pytest.raises(BuildError, match="known toolchains: aarch64-linux-gnu, jetson-aarch64, x86_64-linux-gnu"):
+        load_toolchain("armhf", ROOT)
+
+
+def test_jetson_bundle_carries_sources_and_build_tools_for_its_python(tmp_path):
+    """Jetson's Python 3.10 can't be built here: its bundle compiles on the board, from the pinned sdist."""
+    result = build(_opts(tmp_path, target="jetson-orin-nano", model="squeezenet1_1"), Progress())
+    m = result.manifest
+    assert m["install"]["mode"] == "on-board"
+    assert m["toolchain"]["kind"] == "on-board"
+    assert m["drivers"] == {"cpu": "built", "cuda": "not built: clawdbot 0.1.0 has no cuda driver yet"}
+    assert {r.split("==")[0] for r in m["install"]["build_requirements"]} == {"Cython", "setuptools", "wheel",
+                                                                              "packaging"}
+    files = set(m["files"])
+    assert m["install"]["runtime"] in files
+    assert any(re.fullmatch(r"wheels/numpy-2\.2\.\d+-cp310-cp310-manylinux.*aarch64\.whl", f) for f in files)
+    with tarfile.open(result.bundle) as tar:
+        top = tar.getnames()[0]
+        sdist = tar.extractfile(f"{top}/{m['install']['runtime']}")
+        with tarfile.open(fileobj=sdist) as src:
+            names = src.getnames()
+    assert any(n.endswith("runtime/clawdbot/hal/cpu/_cython/im2col.pyx") for n in names)
+    assert any(n.endswith("/setup.py") for n in names) and not any(n.endswith(".so") for n in names)
+    assert m["model"]["memory"]["fits"] and m["model"]["memory"]["ram_mib"] == 8192
