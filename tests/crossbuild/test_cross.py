@@ -108,3 +108,23 @@ def test_x86_64_bundle_runs_natively(x86_64_docker):
     assert set(_kernels(wheel).values()) == {"x86_64"} and "-march=x86-64-v2" in _cflags(wheel)
     report = install_and_check(x86_64_docker.bundle, load_target("x86_64", ROOT / "targets"), CACHE)
     assert any("runs on x86_64 with the cython kernels" in line for line in report), report
+
+
+def test_on_board_bundle_compiles_the_kernels_at_install_time(cross_tools, tmp_path):
+    """Jetson's path (build = "on-board"), run where it can be: a native x86_64 twin of the x86_64 target, so
+    install.py really compiles the kernels from the bundled sources with the bundled build tools."""
+    from clawdbot.crossbuild.build import BuildOptions, build
+    from clawdbot.crossbuild.progress import Progress
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "schema.json").write_bytes((ROOT / "targets" / "schema.json").read_bytes())
+    text = (ROOT / "targets" / "x86_64.toml").read_text()
+    (targets / "x86_64-onboard.toml").write_text(
+        text.replace('name = "x86_64"', 'name = "x86_64-onboard"').replace('build = "cross"', 'build = "on-board"'))
+    result = build(BuildOptions(root=ROOT, target="x86_64-onboard", targets_dir=targets, model="squeezenet1_1",
+                                out=tmp_path / "out", cache=CACHE), Progress())
+    assert result.manifest["install"]["mode"] == "on-board"
+    assert not any(n.startswith("wheels/clawdbot-") for n in result.manifest["files"])
+    report = install_and_check(result.bundle, load_target("x86_64-onboard", targets, ROOT / "toolchains"), CACHE)
+    assert any("runs on x86_64 with the cython kernels" in line and "-march=x86-64-v2" in line
+               for line in report), report

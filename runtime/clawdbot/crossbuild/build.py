@@ -44,9 +44,11 @@ class BuildOptions:
     base_image: str | None = None
     out: Path | None = None
     cache: Path | None = None
+    targets_dir: Path | None = None
     dims: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
+        self.targets_dir = self.targets_dir or self.root / "targets"
         self.out = self.out or self.root / "artifacts" / "bundles"
         self.cache = self.cache or self.root / "artifacts" / "cache"
 
@@ -175,7 +177,7 @@ def _host_packages(names) -> dict[str, str]:
 def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
     root = opts.root
-    target = load_target(opts.target, root / "targets")
+    target = load_target(opts.target, opts.targets_dir, root / "toolchains")
     tc = load_toolchain(target.toolchain, root)
     if opts.quantize not in (None, 8, 4):
         raise BuildError(f"--quantize {opts.quantize}: choose 8 or 4")
@@ -207,10 +209,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     req_file = root / "toolchains" / f"board-requirements-{abi}.txt"
     if not req_file.is_file():
         raise BuildError(f"no {req_file.relative_to(root)}: which numpy etc. a {abi} board installs is not pinned")
-    pins = _pins(req_file)
-    build_names = {_name(p) for p in _pins(tc.build_requirements)}
-    dep_wheels = wheelhouse.download(req_file, opts.cache, progress, platforms=target.platforms,
-                                     python_version=target.python_version, abi=abi)
+    pins = [p for p in _pins(req_file) if _name(p) != "pip"]
+    wanted = [req_file] + ([tc.build_requirements] if target.build == "on-board" else [])
+    dep_wheels = [w for r in wanted for w in wheelhouse.download(r, opts.cache, progress, platforms=target.platforms,
+                                                                 python_version=target.python_version, abi=abi)]
 
     contents: dict[str, bundle_mod.Source] = {f"wheels/{w.name}": w for w in dep_wheels}
     with tempfile.TemporaryDirectory(prefix="clawdbot-build-") as work:
@@ -224,9 +226,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             toolchain_info = {"kind": "on-board", "name": tc.name,
                               "why": f"Python {target.python_version} cannot be built here; the board compiles "
                                      f"the kernels at install time with the bundled, pinned build tools"}
-            install = {"mode": "on-board", "runtime": f"src/{sdist_name}.tar.gz",
-                       "requirements": [p for p in pins if _name(p) not in build_names | {"pip"}],
-                       "build_requirements": [p for p in pins if _name(p) in build_names]}
+            install = {"mode": "on-board", "runtime": f"src/{sdist_name}.tar.gz", "requirements": pins,
+                       "build_requirements": _pins(tc.build_requirements)}
         else:
             kind, engine = choose_toolchain(opts.toolchain, tc, progress)
             if kind == "docker":
@@ -247,8 +248,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             kernels = compile_mod.check_wheel(wheel, tc, target)
             progress.say(f"    {wheel.name}: {len(kernels)} {tc.arch} kernels built with {' '.join(target.cflags)}")
             contents[f"wheels/{wheel.name}"] = wheel.read_bytes()
-            install = {"mode": "wheel", "runtime": f"clawdbot=={__version__}",
-                       "requirements": [p for p in pins if _name(p) != "pip"]}
+            install = {"mode": "wheel", "runtime": f"clawdbot=={__version__}", "requirements": pins}
 
         contents["model/model.claw"] = claw
         contents.update(check_files)

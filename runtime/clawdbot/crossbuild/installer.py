@@ -98,7 +98,7 @@ def install(bundle: Path, prefix: Path, manifest: dict) -> Path:
             build_env = staging / "build-env"
             run_pip(bundle, ["install", *common, "--target", str(build_env), *plan["build_requirements"]])
             os.environ["PYTHONPATH"] = os.pathsep.join([str(build_env), os.environ.get("PYTHONPATH", "")])
-            os.environ["CLAWDBOT_CFLAGS"] = " ".join(manifest["target"]["cflags"])
+            os.environ["CLAWDBOT_CFLAGS"] = " ".join(manifest["target"]["cpu"]["cflags"])
             run_pip(bundle, ["install", *common, "--no-build-isolation", "--target", str(staging / "lib"),
                              str(bundle / plan["runtime"]), *plan["requirements"]])
             shutil.rmtree(build_env)
@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             check(slot, manifest)
     except InstallError as e:
         print(f"install.py: error: {e}", file=sys.stderr)
+        return 1
+    except KeyError as e:  # a manifest from another bundle format, or edited by hand
+        print(f"install.py: error: manifest.json has no field {e}; is this bundle for another clawdbot "
+              f"version's installer?", file=sys.stderr)
         return 1
     return 0
 
