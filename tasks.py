@@ -145,8 +145,10 @@ def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=Non
             "bundle": "bundle to test (default: the newest one built for the target)",
             "k": "only tests matching this pytest -k expression", "slow": "include tests marked slow",
             "cross": "cross-build tests: require (default; missing tools fail), auto (skip without them), skip",
+            "kernels": "with --target: also run the CPU kernel tests on the board against the bundle's kernels "
+                       "(default on)",
             "verbose": "show every line of output"})
-def test(c, target=None, bundle=None, k="", slow=True, cross="require", verbose=False):
+def test(c, target=None, bundle=None, k="", slow=True, cross="require", kernels=True, verbose=False):
     """Without --target: the test suite (CI runs this through .ci/run). With --target: the QEMU bundle test."""
     if target:
         from clawdbot.crossbuild.emulate import test_bundle
@@ -161,7 +163,8 @@ def test(c, target=None, bundle=None, k="", slow=True, cross="require", verbose=
                     raise Exit(f"no bundle for {target} in {ARTIFACTS / 'bundles'}; run `invoke build --target "
                                f"{target}` first", code=2)
                 bundle = found[-1]
-            test_bundle(Path(bundle), t, ARTIFACTS / "cache", _progress(verbose))
+            test_bundle(Path(bundle), t, ARTIFACTS / "cache", _progress(verbose),
+                        kernel_tests=ROOT if kernels else None)
         except ClawError as e:
             raise _fail(e)
         print(f"{Path(bundle).name}: installed and checked on an emulated {target}")

@@ -1,7 +1,9 @@
-# Jetson toolchain image (toolchains/jetson-aarch64.toml): the aarch64 cross toolchain plus Debian's
-# arm64 CUDA development headers from non-free, so the CUDA HAL driver's native code (written against the
-# CUDA driver API, cuda.h) can be compile-checked for aarch64. The board's own libcuda (JetPack) is what
-# it links at run time; nothing CUDA-specific is copied into a bundle from here.
+# Jetson toolchain image (toolchains/jetson-aarch64.toml): the aarch64 cross toolchain plus the CUDA
+# headers from Debian's arm64 nvidia-cuda-dev (non-free), so the CUDA HAL driver's native code, written
+# against the CUDA driver API (cuda.h), can be compile-checked for aarch64. Only the headers are kept:
+# installing the package pulls every CUDA library (a 6 GB image), and the board's own libcuda (JetPack)
+# is what such code links at run time. The driver API is versioned per symbol, so code built against
+# these 11.8 headers runs on JetPack 6's CUDA 12 driver.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
@@ -20,8 +22,11 @@ RUN if [ -n "$DEBIAN_MIRROR" ]; then \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
         gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev:arm64 libpython3.11-dev:arm64 \
-        nvidia-cuda-dev:arm64 python3 python3-venv file \
- && rm -rf /var/lib/apt/lists/*
+        python3 python3-venv file \
+ && cd /tmp && apt-get download nvidia-cuda-dev:arm64 \
+ && dpkg-deb --fsys-tarfile nvidia-cuda-dev_*_arm64.deb | tar -x -C / ./usr/include \
+ && rm -f nvidia-cuda-dev_*_arm64.deb && rm -rf /var/lib/apt/lists/* \
+ && test -f /usr/include/cuda.h
 
 COPY wheels /tmp/wheels
 COPY build-requirements.txt /tmp/build-requirements.txt

@@ -96,10 +96,14 @@ def test_host_toolchain_compiles_the_same_wheel_without_docker(rpi4_docker, rpi4
 
 
 def test_rpi4_bundle_installs_offline_and_matches_the_x86_run_under_qemu(rpi4_docker):
-    report = install_and_check(rpi4_docker.bundle, load_target("rpi4", ROOT / "targets"), CACHE)
+    report = install_and_check(rpi4_docker.bundle, load_target("rpi4", ROOT / "targets"), CACHE,
+                               kernel_tests=ROOT)
     assert any("runs on aarch64 with the cython kernels" in line and "-mcpu=cortex-a72" in line
                for line in report), report
     assert any(line.startswith("check: output logits") for line in report), report
+    # the kernel tests ran there against the bundle's aarch64 kernels, none skipped for want of them
+    [kernels] = [line for line in report if line.startswith("kernels:")]
+    assert " passed" in kernels and "failed" not in kernels and "skipped" not in kernels, kernels
 
 
 def test_x86_64_bundle_runs_natively(x86_64_docker):

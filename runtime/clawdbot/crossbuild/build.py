@@ -6,10 +6,7 @@ fails in seconds, before any image or compile step.
 from __future__ import annotations
 
 import io
-import json
-import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +17,7 @@ from .. import __version__
 from ..errors import BuildError, ClawError
 from . import bundle as bundle_mod
 from . import compile as compile_mod
-from . import debian, source, wheelhouse
+from . import source, wheelhouse
 from .progress import Progress
 from .targets import Target, load_target
 from .toolchains import Toolchain, load_toolchain
@@ -164,15 +161,6 @@ def choose_toolchain(kind: str, tc: Toolchain, progress: Progress):
     return "host", None
 
 
-def _host_packages(names) -> dict[str, str]:
-    try:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${binary:Package} ${Version}\\n", *names],
-                             capture_output=True, text=True).stdout
-    except OSError:
-        return {}
-    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-
-
 # -- the build ---------------------------------------------------------------------------------------------
 def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
@@ -231,20 +219,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         else:
             kind, engine = choose_toolchain(opts.toolchain, tc, progress)
             if kind == "docker":
-                tag, image_id = engine.toolchain_image(tc, opts.cache, opts.base_image)
-                wheel = compile_mod.wheel_in_docker(engine, tag, src, out, target, tc, epoch, progress)
-                toolchain_info = {"kind": "docker", "name": tc.name, "image": tag, "image_id": image_id,
-                                  "packages": engine.package_versions(tag, tc.record_packages)}
+                wheel, toolchain_info = compile_mod.wheel_in_docker(engine, src, out, target, tc, epoch, opts.cache,
+                                                                    progress, opts.base_image)
             else:
-                wheel = compile_mod.wheel_on_host(src, out, target, tc, epoch, opts.cache, progress)
-                packages = _host_packages(tc.host.get("record_packages", []))
-                if "sysconfigdata" in tc.cross:
-                    sysroot = debian.sysroot(opts.cache, tc.host["sysroot_arch"], tc.debian_suite,
-                                             tc.host["sysroot_packages"], progress)
-                    listed = json.loads((sysroot / "packages.json").read_text())
-                    packages.update({f"{p}:{tc.host['sysroot_arch']}": listed[p] for p in
-                                     ("libc6-dev", f"libpython{tc.python}-dev") if p in listed})
-                toolchain_info = {"kind": "host", "name": tc.name, "packages": packages}
+                wheel, toolchain_info = compile_mod.wheel_on_host(src, out, target, tc, epoch, opts.cache, progress)
             kernels = compile_mod.check_wheel(wheel, tc, target)
             progress.say(f"    {wheel.name}: {len(kernels)} {tc.arch} kernels built with {' '.join(target.cflags)}")
             contents[f"wheels/{wheel.name}"] = wheel.read_bytes()

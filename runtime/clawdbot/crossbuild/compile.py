@@ -12,9 +12,9 @@ CFLAGS is left alone on purpose: setuptools replaces the interpreter's CFLAGS wi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -47,8 +47,10 @@ def _one_wheel(out: Path, tc: Toolchain) -> Path:
     return wheels[0]
 
 
-def wheel_in_docker(engine: Engine, image: str, src: Path, out: Path, target: Target, tc: Toolchain,
-                    epoch: int, progress: Progress) -> Path:
+def wheel_in_docker(engine: Engine, src: Path, out: Path, target: Target, tc: Toolchain, epoch: int,
+                    cache: Path, progress: Progress, base_image: str | None = None) -> tuple[Path, dict]:
+    """Build (or reuse) the toolchain image and compile there; returns the wheel and the toolchain record."""
+    image, image_id = engine.toolchain_image(tc, cache, base_image)
     env = {**_flags_env(target, "/src", epoch), "HOME": "/tmp", "PIP_NO_CACHE_DIR": "1",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     out.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,8 @@ def wheel_in_docker(engine: Engine, image: str, src: Path, out: Path, target: Ta
         engine.run(image, ["pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index", "-w", "/out", "/src"],
                    what=f"wheel build for {target.name}", mounts={src: "/src", out: "/out"}, env=env,
                    workdir="/src")
-    return _one_wheel(out, tc)
+    return _one_wheel(out, tc), {"kind": "docker", "name": tc.name, "image": image, "image_id": image_id,
+                                 "packages": engine.package_versions(image, tc.record_packages)}
 
 
 def host_venv(tc: Toolchain, cache: Path, progress: Progress) -> Path:
@@ -82,7 +85,9 @@ def host_venv(tc: Toolchain, cache: Path, progress: Progress) -> Path:
 
 
 def wheel_on_host(src: Path, out: Path, target: Target, tc: Toolchain, epoch: int, cache: Path,
-                  progress: Progress) -> Path:
+                  progress: Progress) -> tuple[Path, dict]:
+    """Compile with the host's Debian compiler (and an arm64 sysroot when crossing); returns the wheel and the
+    toolchain record."""
     cc = tc.host.get("cc", "gcc")
     if shutil.which(cc) is None:
         packages = " ".join(tc.host.get("packages", []))
@@ -90,6 +95,7 @@ def wheel_on_host(src: Path, out: Path, target: Target, tc: Toolchain, epoch: in
     venv = host_venv(tc, cache, progress)
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
     env.update(_flags_env(target, str(src), epoch))
+    packages = debian.host_package_versions(tc.host.get("record_packages", []))
     if "sysconfigdata" in tc.cross:
         sysroot = debian.sysroot(cache, tc.host["sysroot_arch"], tc.debian_suite, tc.host["sysroot_packages"], progress)
         # The host Python reads the target's sysconfig (compiler names, EXT_SUFFIX) from the sysroot;
@@ -105,18 +111,20 @@ def wheel_on_host(src: Path, out: Path, target: Target, tc: Toolchain, epoch: in
         env.update(tc.cross_env)
         env["CC"] = f"{cc} --sysroot={sysroot}"
         env["PYTHONPATH"] = str(shim)
+        listed = json.loads((sysroot / "packages.json").read_text())
+        packages.update({f"{p}:{tc.host['sysroot_arch']}": listed[p] for p in ("libc6-dev", f"libpython{tc.python}-dev")
+                         if p in listed})
     out.mkdir(parents=True, exist_ok=True)
     with progress.step(f"compile the runtime wheel for {target.name} with the host's {cc} (about 45 s)"):
         progress.run([str(venv / "bin/python"), "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
                       "--no-index", "--disable-pip-version-check", "-w", str(out), str(src)],
                      what=f"host wheel build for {target.name}", env=env, cwd=src)
-    return _one_wheel(out, tc)
+    return _one_wheel(out, tc), {"kind": "host", "name": tc.name, "packages": packages}
 
 
 def check_wheel(wheel: Path, tc: Toolchain, target: Target) -> list[str]:
     """Check that every .so in the wheel is an ELF for the toolchain's machine (read from the header, no
     `file` needed) and that the wheel records the target's compiler flags; returns the .so names."""
-    import json
     import zipfile
     machines = {0x3E: "x86_64", 0xB7: "aarch64"}
     found = []

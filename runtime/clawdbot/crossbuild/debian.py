@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +18,19 @@ from ..errors import BuildError
 from .progress import Progress
 
 _SOURCES = (Path("/etc/apt/sources.list.d"), Path("/etc/apt/sources.list"))
+# Installed versions of named packages, one "name version" line each (for manifests), on the host or in an image.
+DPKG_VERSIONS = ["dpkg-query", "-W", "-f", "${binary:Package} ${Version}\\n"]
+
+
+def parse_versions(out: str) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def host_package_versions(names: Sequence[str]) -> dict[str, str]:
+    try:
+        return parse_versions(subprocess.run([*DPKG_VERSIONS, *names], capture_output=True, text=True).stdout)
+    except OSError:  # not a Debian host
+        return {}
 
 
 def apt_mirrors() -> tuple[str, str | None]:

@@ -7,14 +7,14 @@ host's Debian Python, without emulation.
 """
 from __future__ import annotations
 
-import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from ..errors import BuildError
 from . import bundle as bundle_mod
-from . import debian
+from . import debian, wheelhouse
 from .progress import Progress
 from .targets import Target
 
@@ -42,8 +42,31 @@ def board_sysroot(target: Target, cache: Path, progress: Progress) -> Path:
     return root
 
 
-def test_bundle(bundle: Path, target: Target, cache: Path, progress: Progress | None = None) -> list[str]:
-    """Install and check `bundle` on the emulated (or native) board; returns the health check's report lines."""
+def board_python(target: Target, cache: Path, progress: Progress) -> tuple[list[str], str]:
+    """The argv prefix that runs the board's Python here, and a phrase saying how."""
+    ver = target.python_version
+    if target.native:
+        python = shutil.which(f"python{ver}", path="/usr/bin")
+        if python is None:
+            raise BuildError(f"testing a {target.name} bundle natively needs Debian's python{ver}")
+        return [python], f"natively with {python}"
+    qemu = shutil.which(target.emulation["qemu_user"])
+    if qemu is None:
+        raise BuildError(f"{target.emulation['qemu_user']} not found: apt-get install qemu-user (or `invoke setup`)")
+    sysroot = board_sysroot(target, cache, progress)
+    cpu = target.emulation.get("qemu_cpu", "max")
+    # The interpreter is named by its host path: qemu-user can't follow a guest execve, and -L only serves
+    # paths that exist in the sysroot, so the bundle and the prefix (host /tmp paths) stay shared.
+    return [qemu, "-L", str(sysroot), "-cpu", cpu, str(sysroot / f"usr/bin/python{ver}")], \
+        f"under {Path(qemu).name} -cpu {cpu}"
+
+
+def test_bundle(bundle: Path, target: Target, cache: Path, progress: Progress | None = None, *,
+                kernel_tests: Path | None = None) -> list[str]:
+    """Install and check `bundle` on the emulated (or native) board; returns the health check's report lines.
+
+    With `kernel_tests` (a clawdbot checkout), also run its tests/hal/cpu/test_fast.py there against the
+    installed kernels: every compiled kernel against its numpy twin and onnxruntime, on the board's CPU model."""
     progress = progress or Progress()
     manifest = bundle_mod.read_manifest(bundle)
     if manifest["target"]["name"] != target.name:
@@ -51,32 +74,48 @@ def test_bundle(bundle: Path, target: Target, cache: Path, progress: Progress | 
     if manifest["install"]["mode"] != "wheel" and not target.native:
         raise BuildError(f"{target.name} bundles compile on the board (Python {target.python_version} is not "
                          f"available here), so they cannot be tested under emulation")
-    ver = target.python_version
+    python, how = board_python(target, cache, progress)
     with tempfile.TemporaryDirectory(prefix="clawdbot-board-") as work:
         top = bundle_mod.extract(bundle, Path(work))
         prefix = Path(work) / "prefix"
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": work}  # nothing of ours leaks in
-        if target.emulation.get("native"):
-            python = shutil.which(f"python{ver}", path="/usr/bin")
-            if python is None:
-                raise BuildError(f"testing a {target.name} bundle natively needs Debian's python{ver}")
-            argv = [python, str(top / "install.py"), "--prefix", str(prefix), "--check"]
-            how = f"natively with {python}"
-        else:
-            qemu = shutil.which(target.emulation["qemu_user"])
-            if qemu is None:
-                raise BuildError(f"{target.emulation['qemu_user']} not found: apt-get install qemu-user "
-                                 f"(or `invoke setup`)")
-            sysroot = board_sysroot(target, cache, progress)
-            # The interpreter is named by its host path: qemu-user can't follow a guest execve, and -L only
-            # serves paths that exist in the sysroot, so the bundle and prefix (host /tmp paths) stay shared.
-            argv = [qemu, "-L", str(sysroot), "-cpu", target.emulation.get("qemu_cpu", "max"),
-                    str(sysroot / f"usr/bin/python{ver}"), str(top / "install.py"), "--prefix", str(prefix),
-                    "--check"]
-            how = f"under {Path(qemu).name} -cpu {target.emulation.get('qemu_cpu', 'max')}"
         with progress.step(f"install and check {bundle.name} {how}"):
-            tail = progress.run(argv, what=f"bundle test for {target.name}", env=env)
+            tail = progress.run([*python, str(top / "install.py"), "--prefix", str(prefix), "--check"],
+                                what=f"bundle test for {target.name}", env=env)
         report = [line for line in tail if line.startswith("check:")]
         for line in report:
             progress.say(f"    {line}")
+        if kernel_tests is not None:
+            report += _kernel_tests(kernel_tests, prefix / "current" / "lib", target, cache, python, how, env,
+                                    Path(work), progress)
         return report
+
+
+def _kernel_tests(repo: Path, lib: Path, target: Target, cache: Path, python: list[str], how: str,
+                  env: dict, work: Path, progress: Progress) -> list[str]:
+    req = repo / "toolchains" / f"board-test-requirements-{target.python_abi}.txt"
+    if not req.is_file():
+        raise BuildError(f"no {req}: the kernel tests' dependencies for {target.python_abi} are not pinned")
+    wheels = wheelhouse.download(req, cache, progress, platforms=target.platforms,
+                                 python_version=target.python_version, abi=target.python_abi)
+    testlib = work / "testlib"
+    with progress.step(f"install the kernel tests' dependencies for {target.python_abi} {target.platforms[0]}"):
+        argv = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--root-user-action=ignore", "--no-index",
+                "--find-links", str(wheels[0].parent), "--target", str(testlib), "--only-binary=:all:",
+                "--python-version", target.python_version, "--implementation", "cp", "--abi", target.python_abi,
+                "--abi", "abi3", "--abi", "none", "-r", str(req)]
+        for p in target.platforms:
+            argv += ["--platform", p]
+        progress.run(argv, what="install the kernel tests' dependencies")
+    # The bundle's lib first, so its numpy and kernels are the ones under test; the flag tells test_fast
+    # that compiled kernels must be in use although this checkout holds none for the board.
+    test_env = {**env, "PYTHONPATH": f"{lib}:{testlib}", "CLAWDBOT_EXPECT_COMPILED": "1"}
+    # One test spawns sys.executable in a subprocess, which qemu-user can't follow into a guest binary.
+    with progress.step(f"kernel tests {how}"):
+        tail = progress.run([*python, "-m", "pytest", str(repo / "tests/hal/cpu/test_fast.py"), "-q",
+                             "-p", "no:cacheprovider", "-k", "not test_pure_python_env_selects_numpy"],
+                            what=f"kernel tests for {target.name}", env=test_env, cwd=repo)
+    summary = [f"kernels: {line}" for line in tail if " passed" in line]
+    for line in summary:
+        progress.say(f"    {line}")
+    return summary

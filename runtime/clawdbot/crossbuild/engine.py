@@ -193,9 +193,9 @@ class Engine:
         return tail
 
     def package_versions(self, image: str, packages: Sequence[str]) -> dict[str, str]:
-        out = self.client.containers.run(image, ["dpkg-query", "-W", "-f", "${binary:Package} ${Version}\\n",
-                                                 *packages], remove=True, network_disabled=True)
-        return dict(line.split(" ", 1) for line in out.decode().splitlines() if " " in line)
+        out = self.client.containers.run(image, [*debian.DPKG_VERSIONS, *packages], remove=True,
+                                         network_disabled=True)
+        return debian.parse_versions(out.decode())
 
 
 def _numeric_owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
