@@ -76,6 +76,12 @@ def test_quantize_is_refused_clearly_until_the_toolchain_exists(tmp_path, no_dow
         build(_opts(tmp_path, target="rpi4", quantize=8), Progress())
 
 
+def test_an_unknown_toolchain_kind_is_refused_before_any_work(tmp_path, no_downloads, monkeypatch):
+    monkeypatch.setattr(build_mod, "convert_model", lambda *a: pytest.fail("converted before checking options"))
+    with pytest.raises(BuildError, match="--toolchain 'podman': choose auto, docker, host"):
+        build(_opts(tmp_path, target="rpi4", toolchain="podman"), Progress())
+
+
 def test_a_missing_model_file_is_named(tmp_path, no_downloads):
     with pytest.raises(BuildError, match="nope.onnx: no such file"):
         build(_opts(tmp_path, target="rpi4", model=str(tmp_path / "nope.onnx")), Progress())

@@ -28,6 +28,7 @@ DEFAULT_MODEL = "mobilenet_v2"
 RUNTIME_OVERHEAD_MIB = 64
 CHECK_TOLERANCE = 1e-4   # of the output's scale; ARM and x86 builds of numpy/OpenBLAS round differently
 DRIVERS_AVAILABLE = {"cpu"}
+TOOLCHAIN_KINDS = ("auto", "docker", "host")
 
 
 @dataclass
@@ -141,8 +142,6 @@ def _name(pin: str) -> str:
 def choose_toolchain(kind: str, tc: Toolchain, progress: Progress):
     """'docker' or 'host' (auto: Docker when an engine answers or can be started, else the host compiler)."""
     from .engine import Engine
-    if kind not in ("auto", "docker", "host"):
-        raise BuildError(f"--toolchain {kind!r}: choose docker, host or auto")
     if kind in ("docker", "auto"):
         try:
             return "docker", Engine.connect(progress)
@@ -169,6 +168,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     tc = load_toolchain(target.toolchain, root)
     if opts.quantize not in (None, 8, 4):
         raise BuildError(f"--quantize {opts.quantize}: choose 8 or 4")
+    if opts.toolchain not in TOOLCHAIN_KINDS:
+        raise BuildError(f"--toolchain {opts.toolchain!r}: choose {', '.join(TOOLCHAIN_KINDS)}")
 
     with progress.step(f"model {opts.model or DEFAULT_MODEL} -> .claw"):
         try:
