@@ -125,15 +125,20 @@ def toolchain(c, target="rpi4", base_image=None, verbose=False):
             "toolchain": "docker, host (the host's Debian cross compiler, no Docker) or auto (default)",
             "ram": "the board's RAM variant in MiB, for the memory budget (default: the target's default)",
             "base_image": "Docker base image for the toolchain (default debian:bookworm-slim, else made here)",
+            "dims": "symbolic input dims for the memory check, e.g. batch=4,seq=128 (unnamed ones count as 1)",
             "out": "where the bundle goes (default artifacts/bundles)", "verbose": "show every line of output"})
-def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=None, base_image=None, out=None,
-          verbose=False):
+def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=None, base_image=None, dims="",
+          out=None, verbose=False):
     """Cross-build the runtime and the target's HAL drivers and write one offline-installable bundle."""
     from clawdbot.crossbuild.build import BuildOptions, build as run_build
     from clawdbot.errors import ClawError
+    try:
+        bound = {k.strip(): int(v) for k, v in (item.split("=", 1) for item in dims.split(",") if item.strip())}
+    except ValueError:
+        raise Exit(f"error: --dims {dims!r}: write name=size pairs separated by commas, e.g. batch=4", code=2)
     opts = BuildOptions(target=target, root=ROOT, model=model, quantize=int(quantize) if quantize else None,
                         toolchain=toolchain, ram_mib=int(ram) if ram else None, base_image=base_image,
-                        out=Path(out) if out else None)
+                        out=Path(out) if out else None, dims=bound)
     try:
         result = run_build(opts, _progress(verbose))
     except ClawError as e:

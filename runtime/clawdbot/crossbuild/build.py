@@ -179,8 +179,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         except ClawError as e:
             raise BuildError(f"model {opts.model or DEFAULT_MODEL}: {e}") from None
         memory = check_memory(name, graph, target, opts.ram_mib, opts.dims)
+        assumed = memory["estimate"]["assumed"]
         progress.say(f"    needs {memory['need_bytes'] / 2**20:.1f} MiB of {target.name}'s "
-                     f"{memory['budget_bytes'] / 2**20:.0f} MiB budget")
+                     f"{memory['budget_bytes'] / 2**20:.0f} MiB budget"
+                     + (f" (taking {', '.join(f'{d}=1' for d in assumed)}; set others with --dims)" if assumed else ""))
         claw = _claw_bytes(graph)
         check_files, check_in, check_out = reference_run(graph)
 
