@@ -23,8 +23,8 @@ from .targets import Target, load_target
 from .toolchains import Toolchain, load_toolchain
 
 DEFAULT_MODEL = "mobilenet_v2"
-# Resident memory of a Python process that has imported numpy and clawdbot and loaded a session, before
-# any model data (measured on x86_64 and under qemu-aarch64: 35-45 MiB); rounded up for the board's libc.
+# Peak RSS of a Python process that imported numpy and clawdbot and ran a one-node session: 57 MiB on the
+# x86_64 build host (Python 3.11, numpy 2.4 with its OpenBLAS). Not measured on a board yet; rounded up.
 RUNTIME_OVERHEAD_MIB = 64
 CHECK_TOLERANCE = 1e-4   # of the output's scale; ARM and x86 builds of numpy/OpenBLAS round differently
 DRIVERS_AVAILABLE = {"cpu"}
