@@ -125,10 +125,12 @@ def toolchain(c, target="rpi4", base_image=None, verbose=False):
             "toolchain": "docker, host (the host's Debian cross compiler, no Docker) or auto (default)",
             "ram": "the board's RAM variant in MiB, for the memory budget (default: the target's default)",
             "base_image": "Docker base image for the toolchain (default debian:bookworm-slim, else made here)",
+            "sign_key": "ed25519 private key (PEM) to sign the manifest with; boards trust its public key "
+                        "(`invoke keygen` makes a pair)",
             "dims": "symbolic input dims for the memory check, e.g. batch=4,seq=128 (unnamed ones count as 1)",
             "out": "where the bundle goes (default artifacts/bundles)", "verbose": "show every line of output"})
 def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=None, base_image=None, dims="",
-          out=None, verbose=False):
+          sign_key=None, out=None, verbose=False):
     """Cross-build the runtime and the target's HAL drivers and write one offline-installable bundle."""
     from clawdbot.crossbuild.build import BuildOptions, build as run_build
     from clawdbot.errors import ClawError
@@ -138,12 +140,25 @@ def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=Non
         raise Exit(f"error: --dims {dims!r}: write name=size pairs separated by commas, e.g. batch=4", code=2)
     opts = BuildOptions(target=target, root=ROOT, model=model, quantize=int(quantize) if quantize else None,
                         toolchain=toolchain, ram_mib=int(ram) if ram else None, base_image=base_image,
-                        out=Path(out) if out else None, dims=bound)
+                        out=Path(out) if out else None, dims=bound, sign_key=Path(sign_key) if sign_key else None)
     try:
         result = run_build(opts, _progress(verbose))
     except ClawError as e:
         raise _fail(e)
     print(result.bundle)
+
+
+@task(help={"out": "directory for the pair (default keys/): signing.pem (keep it secret) and signing.pub.pem "
+                   "(provision boards with it)"})
+def keygen(c, out="keys"):
+    """Make an ed25519 key pair for signing bundles."""
+    from clawdbot.deploy.signing import generate_keypair
+    from clawdbot.errors import ClawError
+    try:
+        generate_keypair(Path(out) / "signing.pem", Path(out) / "signing.pub.pem")
+    except ClawError as e:
+        raise _fail(e)
+    print(f"{out}/signing.pem (private; keep it off boards) and {out}/signing.pub.pem (copy to a board's trusted/)")
 
 
 @task(help={"target": "test a bundle on this (emulated) board instead of running the host test suite",
@@ -203,4 +218,4 @@ def bench(c, model="resnet50", threads=1, runs=20):
     c.run(f"clawbench {path} --threads {threads} --runs {runs}", echo=True)
 
 
-ns = Collection(setup, base_image, toolchain, build, test, demo, conformance, bench)
+ns = Collection(setup, base_image, toolchain, build, keygen, test, demo, conformance, bench)

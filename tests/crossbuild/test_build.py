@@ -82,6 +82,11 @@ def test_an_unknown_toolchain_kind_is_refused_before_any_work(tmp_path, no_downl
         build(_opts(tmp_path, target="rpi4", toolchain="podman"), Progress())
 
 
+def test_a_missing_signing_key_is_named(tmp_path, no_downloads):
+    with pytest.raises(BuildError, match="--sign-key .*nokey.pem: no such file"):
+        build(_opts(tmp_path, target="rpi4", sign_key=tmp_path / "nokey.pem"), Progress())
+
+
 def test_a_missing_model_file_is_named(tmp_path, no_downloads):
     with pytest.raises(BuildError, match="nope.onnx: no such file"):
         build(_opts(tmp_path, target="rpi4", model=str(tmp_path / "nope.onnx")), Progress())

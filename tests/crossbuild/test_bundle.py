@@ -103,3 +103,16 @@ def test_installer_names_a_missing_file(tmp_path):
 def test_installer_refuses_another_python(tmp_path):
     with pytest.raises(installer.InstallError, match=r"this bundle is for Python 3\.9 \(test\); this board runs"):
         installer.check_platform(_manifest("3.9"))
+
+
+def test_a_signed_bundle_carries_an_ed25519_signature_of_its_manifest(tmp_path):
+    from clawdbot.deploy import signing
+    signing.generate_keypair(tmp_path / "k.pem", tmp_path / "trusted" / "k.pub.pem")
+    path = bundle.write_bundle(tmp_path, "clawdbot-0.0-test-m", {"model/model.claw": b"m"}, _manifest(), EPOCH,
+                               sign=lambda data: signing.sign(data, tmp_path / "k.pem"))
+    out = bundle.extract(path, tmp_path / "x")
+    raw = (out / "manifest.json").read_bytes()
+    assert signing.verify(raw, (out / signing.SIGNATURE_FILE).read_bytes(), tmp_path / "trusted") == "k.pub.pem"
+    with pytest.raises(signing.SignatureError, match="matches none"):
+        signing.verify(raw.replace(b"model.claw", b"model.clax"), (out / signing.SIGNATURE_FILE).read_bytes(),
+                       tmp_path / "trusted")

@@ -43,6 +43,7 @@ class BuildOptions:
     out: Path | None = None
     cache: Path | None = None
     targets_dir: Path | None = None
+    sign_key: Path | None = None
     dims: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -168,6 +169,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     tc = load_toolchain(target.toolchain, root)
     if opts.quantize not in (None, 8, 4):
         raise BuildError(f"--quantize {opts.quantize}: choose 8 or 4")
+    if opts.sign_key and not Path(opts.sign_key).is_file():
+        raise BuildError(f"--sign-key {opts.sign_key}: no such file (make a key pair with `invoke keygen`)")
     if opts.toolchain not in TOOLCHAIN_KINDS:
         raise BuildError(f"--toolchain {opts.toolchain!r}: choose {', '.join(TOOLCHAIN_KINDS)}")
 
@@ -251,6 +254,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             "source_date_epoch": epoch,
         }
         with progress.step(f"bundle {bundle_id}"):
-            path = bundle_mod.write_bundle(opts.out, bundle_id, contents, manifest, epoch)
+            sign = None
+            if opts.sign_key:
+                from ..deploy import signing
+                sign = lambda data: signing.sign(data, opts.sign_key)  # noqa: E731
+            path = bundle_mod.write_bundle(opts.out, bundle_id, contents, manifest, epoch, sign)
     progress.say(f"bundle: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return BuildResult(path, manifest)

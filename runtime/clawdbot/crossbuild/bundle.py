@@ -15,7 +15,7 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Callable, Mapping, Optional, Union
 
 from . import installer
 
@@ -70,14 +70,17 @@ def _info(name: str, kind: bytes, mode: int, epoch: int) -> tarfile.TarInfo:
 
 
 def write_bundle(out_dir: Path, bundle_id: str, contents: Mapping[str, Source], manifest: dict,
-                 epoch: int) -> Path:
-    """Add the installer and the files' checksums to `manifest`, then write <out_dir>/<bundle_id>.tar.gz."""
+                 epoch: int, sign: Optional[Callable[[bytes], bytes]] = None) -> Path:
+    """Add the installer and the files' checksums to `manifest`, then write <out_dir>/<bundle_id>.tar.gz.
+    `sign` maps manifest.json's bytes to a signature, stored beside it (it covers every file by its sha256)."""
     files = {rel: _bytes(src) for rel, src in contents.items()}
     files["install.py"] = Path(installer.__file__).read_bytes()
     files["install.sh"] = INSTALL_SH.encode()
     manifest["files"] = {rel: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
                          for rel, data in sorted(files.items())}
     files["manifest.json"] = manifest_bytes(manifest)
+    if sign is not None:
+        files["manifest.json.sig"] = sign(files["manifest.json"])
     blob = deterministic_tar(files, bundle_id, epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{bundle_id}.tar.gz"

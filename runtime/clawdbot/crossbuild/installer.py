@@ -81,11 +81,11 @@ def run_pip(bundle: Path, args: list[str]) -> None:
         raise InstallError(f"pip {' '.join(args[:2])} failed (exit {code}); its output is above")
 
 
-def install(bundle: Path, prefix: Path, manifest: dict) -> Path:
-    slots = prefix / "slots"
-    slots.mkdir(parents=True, exist_ok=True)
-    slot = slots / manifest["bundle_id"]
-    staging = Path(tempfile.mkdtemp(prefix=f".{slot.name}.", dir=slots))
+def stage(bundle: Path, slot: Path, manifest: dict) -> Path:
+    """Install the bundle into `slot` (replacing what was there): staged in a temp dir beside it and renamed,
+    so a slot directory is either complete or absent, whenever the power goes."""
+    slot.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{slot.name}.", dir=slot.parent))
     try:
         wheels = str(bundle / "wheels")
         plan = manifest["install"]
@@ -103,18 +103,53 @@ def install(bundle: Path, prefix: Path, manifest: dict) -> Path:
                              str(bundle / plan["runtime"]), *plan["requirements"]])
             shutil.rmtree(build_env)
         shutil.copytree(bundle / "model", staging / "model")
-        shutil.copy2(bundle / "manifest.json", staging / "manifest.json")
-        if slot.exists():  # reinstalling the same bundle: replace the old copy
+        for name in ("manifest.json", "install.py"):
+            shutil.copy2(bundle / name, staging / name)
+        fsync_tree(staging)
+        if slot.exists():  # the inactive slot's previous content, or a reinstall of the same bundle
             shutil.rmtree(slot)
         os.rename(staging, slot)
+        fsync_dir(slot.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return slot
+
+
+def switch(prefix: Path, slot: Path) -> None:
+    """Point <prefix>/current at `slot` with one rename: a reader sees the old slot or the new, never neither."""
     link = prefix / ".current.new"
     if link.is_symlink() or link.exists():
         link.unlink()
-    os.symlink(Path("slots") / slot.name, link)
+    os.symlink(Path(os.path.relpath(slot, prefix)), link)
     os.replace(link, prefix / "current")
+    fsync_dir(prefix)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under root before it is renamed into place: a rename that survives a
+    power cut must not point at files whose data did not."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def install(bundle: Path, prefix: Path, manifest: dict) -> Path:
+    slot = stage(bundle, prefix / "slots" / manifest["bundle_id"], manifest)
+    switch(prefix, slot)
     write_launcher(prefix)
     return slot
 
@@ -171,8 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="/opt/clawdbot", help="install root (default /opt/clawdbot)")
     parser.add_argument("--check", action="store_true", help="run the bundled model and compare its outputs")
     parser.add_argument("--verify-only", action="store_true", help="only check the files' sha256 sums")
+    parser.add_argument("--check-slot", metavar="DIR", help="only run the health check of an installed slot")
     args = parser.parse_args(argv)
     try:
+        if args.check_slot:
+            slot = Path(args.check_slot).resolve()
+            check(slot, load_manifest(slot))
+            return 0
         manifest = load_manifest(HERE)
         verify(HERE, manifest)
         print(f"verified {len(manifest['files'])} files of {manifest['bundle_id']}")

@@ -1,0 +1,1 @@
+"""Getting bundles onto boards: the serial link, the device agent and its A/B slots."""
