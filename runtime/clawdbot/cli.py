@@ -4,6 +4,8 @@
     claw info MODEL.claw
     claw run MODEL.claw --input input=x.npy [-o OUTDIR]
     claw ops
+    claw serve MODEL.claw [--host H] [--port P] [--name NAME] [--queue N] [--workers N]
+    claw agent --port /dev/ttyAMA0 [--root /var/lib/clawdbot] [--serve-port 8000]
 
 User mistakes and bad files end with one line on stderr (`claw: error: …`) and exit status 2, never a traceback.
 """
@@ -123,6 +125,37 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+    return serve(args.model, host=args.host, port=args.port, name=args.name, queue_size=args.queue,
+                 workers=args.workers)
+
+
+def cmd_agent(args) -> int:
+    from .deploy.service import run_agent
+    return run_agent(Path(args.root), args.port, args.baud, args.serve_port)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{n} is not a port number (0-65535; 0 picks a free one)")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="claw", description="clawdbot edge inference runtime")
     sub = p.add_subparsers(dest="command", required=True)
@@ -141,6 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     o = sub.add_parser("ops", help="list the claw op set")
     o.set_defaults(func=cmd_ops)
+    s = sub.add_parser("serve", help="serve a model over the KServe v2 / Triton HTTP inference protocol",
+                       description="Serve MODEL over the Open Inference Protocol (KServe v2) REST API, with "
+                                   "Triton's binary tensor extension, until SIGTERM/SIGINT. Logs one JSON line "
+                                   "per request on stderr; Prometheus metrics at /metrics.")
+    s.add_argument("model", help=".claw (or .onnx) model")
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
+    s.add_argument("--port", type=_port, default=8000, help="port (default: 8000, as Triton; 0 picks a free one)")
+    s.add_argument("--name", help="model name in the URLs (default: the file name without its suffix)")
+    s.add_argument("--queue", type=_positive_int, default=16,
+                   help="inference requests that may wait for a worker; more are answered 503 (default: 16)")
+    s.add_argument("--workers", type=_positive_int, default=1,
+                   help="inference threads sharing the one loaded model (default: 1)")
+    s.set_defaults(func=cmd_serve)
+    a = sub.add_parser("agent", help="the device agent: receive bundles over a serial line, A/B slots",
+                       description="Answer a host's `invoke flash` on a serial port: receive a bundle's missing "
+                                   "parts, verify its signature and checksums, install it into the inactive slot, "
+                                   "health-check it, switch, and (with --serve-port) run `claw serve` on it.")
+    a.add_argument("--port", required=True, help="serial port or pyserial URL (e.g. /dev/ttyAMA0)")
+    a.add_argument("--root", default="/var/lib/clawdbot", help="state: slots, parts, trusted keys "
+                                                               "(default /var/lib/clawdbot)")
+    a.add_argument("--baud", type=_positive_int, default=115200, help="line speed (default 115200)")
+    a.add_argument("--serve-port", type=_port, default=None, help="run `claw serve` on the active slot here")
+    a.set_defaults(func=cmd_agent)
     return p
 
 
