@@ -46,9 +46,10 @@ def demo(c, model="mobilenet_v2", batch=1):
 
 
 # Host packages the cross-build needs: the Docker engine, debootstrap for base images and sysroots, qemu-user
-# for the bundle test, and the Debian compilers and Python the --toolchain host path uses.
-HOST_PACKAGES = ("docker.io", "debootstrap", "qemu-user", "gcc-aarch64-linux-gnu", "gcc", "python3.11",
-                 "python3.11-venv", "python3.11-dev")
+# for the bundle test, qemu-system-arm for the emulated board, and the Debian compilers and Python the
+# --toolchain host path uses.
+HOST_PACKAGES = ("docker.io", "debootstrap", "qemu-user", "qemu-system-arm", "gcc-aarch64-linux-gnu", "gcc",
+                 "python3.11", "python3.11-venv", "python3.11-dev")
 
 
 def _progress(verbose: bool):
@@ -148,6 +149,37 @@ def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=Non
     print(result.bundle)
 
 
+@task(help={"target": "board the bundle is for (checked against the bundle's manifest)",
+            "bundle": "bundle to flash (default: the newest one built for the target)",
+            "port": "serial port or pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://host:port",
+            "baud": "line speed (default 115200)"})
+def flash(c, target="rpi4", bundle=None, port=None, baud=115200):
+    """Send a bundle to a board's agent (only the parts it lacks travel), then deploy it there."""
+    import json
+    from clawdbot.crossbuild.bundle import read_manifest
+    from clawdbot.deploy.flash import flash as run_flash
+    from clawdbot.errors import ClawError
+    if not port:
+        raise Exit("error: --port is required (a serial port or pyserial URL)", code=2)
+    bundle = Path(bundle) if bundle else _newest_bundle(target)
+    try:
+        built_for = read_manifest(bundle)["target"]["name"]
+        if built_for != target:
+            raise Exit(f"error: {bundle.name} was built for {built_for}, not {target}", code=2)
+        result = run_flash(bundle, port, baudrate=int(baud))
+    except ClawError as e:
+        raise _fail(e)
+    print(json.dumps(result, indent=1))
+
+
+def _newest_bundle(target: str) -> Path:
+    found = sorted((ARTIFACTS / "bundles").glob(f"clawdbot-*-{target}-*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise Exit(f"no bundle for {target} in {ARTIFACTS / 'bundles'}; run `invoke build --target {target}` first",
+                   code=2)
+    return found[-1]
+
+
 @task(help={"out": "directory for the pair (default keys/): signing.pem (keep it secret) and signing.pub.pem "
                    "(provision boards with it)"})
 def keygen(c, out="keys"):
@@ -177,12 +209,7 @@ def test(c, target=None, bundle=None, k="", slow=True, cross="require", kernels=
         try:
             t = load_target(target, ROOT / "targets")
             if bundle is None:
-                found = sorted((ARTIFACTS / "bundles").glob(f"clawdbot-*-{target}-*.tar.gz"),
-                               key=lambda p: p.stat().st_mtime)
-                if not found:
-                    raise Exit(f"no bundle for {target} in {ARTIFACTS / 'bundles'}; run `invoke build --target "
-                               f"{target}` first", code=2)
-                bundle = found[-1]
+                bundle = _newest_bundle(target)
             test_bundle(Path(bundle), t, ARTIFACTS / "cache", _progress(verbose),
                         kernel_tests=ROOT if kernels else None)
         except ClawError as e:
@@ -218,4 +245,4 @@ def bench(c, model="resnet50", threads=1, runs=20):
     c.run(f"clawbench {path} --threads {threads} --runs {runs}", echo=True)
 
 
-ns = Collection(setup, base_image, toolchain, build, keygen, test, demo, conformance, bench)
+ns = Collection(setup, base_image, toolchain, build, keygen, flash, test, demo, conformance, bench)
