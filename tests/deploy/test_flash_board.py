@@ -1,0 +1,151 @@
+"""The whole device path on an emulated rpi4 (qemu-system-aarch64, Cortex-A72): boot the factory image with
+`claw agent` on its serial console, flash a signed bundle over that console, let the agent verify, install
+into slot a, check and switch, then query `claw serve` on the board through a forwarded port with Triton's
+own HTTP client and compare with the build host's outputs.
+
+The factory board already holds its factory bundle's wheels as content-addressed parts, as a provisioned
+board would, so only the rest travels: under TCG the emulated PL011 and the guest's Python move a few KB/s,
+too slow for 15 MB of numpy in a test, and a real board would not be sent what it holds either."""
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clawdbot.crossbuild import bundle as bundle_mod
+from clawdbot.deploy import signing
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / "artifacts" / "cache"
+SERVE_PORT = 8000
+
+pytestmark = pytest.mark.cross
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    signing.generate_keypair(d / "build.pem", d / "build.pub.pem")
+    return d
+
+
+def _signed(bundle: Path, key: Path, out_dir: Path) -> Path:
+    """The same bundle with manifest.json.sig added, as `invoke build --sign-key` makes it."""
+    with tarfile.open(bundle) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        files = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    files[signing.SIGNATURE_FILE] = signing.sign(files["manifest.json"], key)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / bundle.name
+    out.write_bytes(bundle_mod.deterministic_tar(files, top, 0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rpi4():
+    from clawdbot.crossbuild.targets import load_target
+    return load_target("rpi4", ROOT / "targets")
+
+
+def _tiny_model(path: Path) -> Path:
+    """A 3x3 conv + relu + global pool + gemm: tens of KB, so the model part crosses the line in seconds."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(rng.standard_normal((8, 10)).astype(np.float32), "fc")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="pool"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "fc"], ["logits"], name="fc")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], [w, fc])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(cross_tools, tmp_path_factory):
+    from clawdbot.crossbuild.build import BuildOptions, build
+    from clawdbot.crossbuild.progress import Progress
+    d = tmp_path_factory.mktemp("tiny")
+    return build(BuildOptions(root=ROOT, target="rpi4", model=str(_tiny_model(d / "tiny.onnx")), toolchain="docker",
+                              out=d, cache=CACHE), Progress())
+
+
+@pytest.fixture(scope="module")
+def board(rpi4, tiny_bundle, keys, tmp_path_factory):
+    import shutil
+    from clawdbot.crossbuild.progress import Progress
+    from clawdbot.deploy.board import EmulatedBoard, build_image
+    from clawdbot.deploy.factory import factory_site
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.fail("qemu-system-aarch64 missing: apt-get install qemu-system-arm (or `invoke setup`)")
+    site = factory_site(tiny_bundle.bundle, rpi4, ROOT, CACHE, tmp_path_factory.mktemp("site"), Progress())
+    with tarfile.open(tiny_bundle.bundle) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        held = {f"/var/lib/clawdbot/parts/{meta['sha256']}": tar.extractfile(f"{top}/{rel}").read()
+                for rel, meta in tiny_bundle.manifest["files"].items() if rel.startswith("wheels/")}
+    image = build_image(rpi4, CACHE, Progress(), {
+        f"/usr/local/lib/python{rpi4.python_version}/dist-packages": site,
+        "/var/lib/clawdbot/trusted/build.pub.pem": (keys / "build.pub.pem").read_bytes(),
+        **held,
+    }, command=["sh", "-c", "exec python3 -m clawdbot.cli agent --root /var/lib/clawdbot --port /dev/ttyAMA0 "
+                            f"--serve-port {SERVE_PORT} >/var/log/agent.log 2>&1"])
+    with EmulatedBoard(rpi4, image, forwards={0: SERVE_PORT}, log_dir=tmp_path_factory.mktemp("board")) as b:
+        b.wait_booted(timeout=300)
+        yield b
+
+
+def _ready(url: str, timeout: float) -> None:
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{url}/v2/health/ready", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"claw serve on the board not ready at {url} after {timeout} s")
+        time.sleep(2)
+
+
+def _infer(url: str, manifest: dict, bundle: Path) -> tuple[np.ndarray, np.ndarray]:
+    import tritonclient.http as httpclient
+    with tarfile.open(bundle) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        load = lambda rel: np.load(io.BytesIO(tar.extractfile(f"{top}/{rel}").read()))  # noqa: E731
+        feeds = {n: load(f) for n, f in manifest["check"]["inputs"].items()}
+        [(out_name, out_file)] = manifest["check"]["outputs"].items()
+        want = load(out_file)
+    client = httpclient.InferenceServerClient(url)
+    inputs = []
+    for name, x in feeds.items():
+        i = httpclient.InferInput(name, list(x.shape), "FP32" if x.dtype == np.float32 else "INT64")
+        i.set_data_from_numpy(x, binary_data=True)
+        inputs.append(i)
+    res = client.infer(manifest["model"]["name"], inputs, outputs=[httpclient.InferRequestedOutput(out_name)])
+    return res.as_numpy(out_name), want
+
+
+def test_flash_over_the_serial_console_then_serve_from_the_board(board, tiny_bundle, keys, tmp_path):
+    from clawdbot.deploy.flash import flash
+    bundle = _signed(tiny_bundle.bundle, keys / "build.pem", tmp_path)
+    result = flash(bundle, board.serial_url, progress=lambda *a: None)
+    assert result["active"] == "a" and result["signed_by"] == "build.pub.pem"
+    assert any("runs on aarch64 with the cython kernels" in line for line in result["check"])
+    # the wheels the board held did not travel; the model, its check data and the installer did
+    assert "model/model.claw" in result["sent"]["files"]
+    assert not any(f.startswith("wheels/") for f in result["sent"]["files"]), result["sent"]
+    url = f"127.0.0.1:{board.host_port(SERVE_PORT)}"
+    _ready(url, timeout=240)
+    got, want = _infer(url, tiny_bundle.manifest, bundle)
+    scale = max(1.0, float(np.abs(want).max()))
+    assert got.shape == want.shape and float(np.abs(got - want).max()) / scale < 1e-4
