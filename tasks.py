@@ -4,6 +4,9 @@
     invoke build --target rpi4       # runtime bundle for a board: wheel, dependency wheels, model, installer
     invoke test --target rpi4        # install that bundle on an emulated rpi4 (QEMU) and check its outputs
     invoke test                      # the test suite (what CI runs)
+    invoke keygen                    # an ed25519 pair: build with --sign-key keys/signing.pem, boards trust the .pub
+    invoke board --target rpi4       # an emulated board (qemu-system) with `claw agent` on its serial console
+    invoke flash --target rpi4 --port socket://127.0.0.1:P   # send a bundle to a board's agent and deploy it
     invoke toolchain --target rpi4   # only build (or find cached) the target's Docker toolchain image
     invoke base-image                # only make the Debian base image from Debian's packages
     invoke demo                      # build the default model, convert, run, compare with onnxruntime
@@ -180,6 +183,43 @@ def _newest_bundle(target: str) -> Path:
     return found[-1]
 
 
+@task(help={"target": "board to emulate (aarch64 targets)",
+            "bundle": "factory bundle: the runtime the board starts with (default: the newest for the target)",
+            "trust": "public key the board trusts for flashing (default keys/signing.pub.pem, from invoke keygen)",
+            "serve_port": "host port forwarded to the board's claw serve (guest port 8000)"})
+def board(c, target="rpi4", bundle=None, trust="keys/signing.pub.pem", serve_port=8000):
+    """Boot an emulated board (qemu-system-aarch64) with `claw agent` on its serial console, until Ctrl-C."""
+    import tempfile
+    import time
+    from clawdbot.crossbuild.targets import load_target
+    from clawdbot.deploy.board import EmulatedBoard, build_image
+    from clawdbot.deploy.factory import AGENT_COMMAND, factory_files
+    from clawdbot.errors import ClawError
+    bundle = Path(bundle) if bundle else _newest_bundle(target)
+    progress = _progress(False)
+    try:
+        t = load_target(target, ROOT / "targets")
+        trusted = Path(trust)
+        if not trusted.is_file():
+            raise Exit(f"error: {trusted} not found: make a signing pair with `invoke keygen` (the board trusts "
+                       f"the public key; bundles built with --sign-key keys/signing.pem can be flashed)", code=2)
+        with tempfile.TemporaryDirectory(prefix="clawdbot-factory-") as work:
+            files = factory_files(bundle, t, ROOT, ARTIFACTS / "cache", Path(work), trusted.read_bytes(),
+                                  progress=progress)
+            image = build_image(t, ARTIFACTS / "cache", progress, files, command=AGENT_COMMAND)
+        with EmulatedBoard(t, image, forwards={int(serve_port): 8000}) as b:
+            b.wait_booted(timeout=300)
+            print(f"{target} is up. Flash it:  invoke flash --target {target} --port {b.serial_url}\n"
+                  f"claw serve (after a flash): http://127.0.0.1:{b.host_port(8000)}/v2   console log: "
+                  f"{b.console_log}\nCtrl-C stops the board.")
+            while b.running():
+                time.sleep(1)
+    except ClawError as e:
+        raise _fail(e)
+    except KeyboardInterrupt:
+        pass
+
+
 @task(help={"out": "directory for the pair (default keys/): signing.pem (keep it secret) and signing.pub.pem "
                    "(provision boards with it)"})
 def keygen(c, out="keys"):
@@ -245,4 +285,4 @@ def bench(c, model="resnet50", threads=1, runs=20):
     c.run(f"clawbench {path} --threads {threads} --runs {runs}", echo=True)
 
 
-ns = Collection(setup, base_image, toolchain, build, keygen, flash, test, demo, conformance, bench)
+ns = Collection(setup, base_image, toolchain, build, keygen, flash, board, test, demo, conformance, bench)

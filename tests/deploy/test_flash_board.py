@@ -83,20 +83,13 @@ def board(rpi4, tiny_bundle, keys, tmp_path_factory):
     import shutil
     from clawdbot.crossbuild.progress import Progress
     from clawdbot.deploy.board import EmulatedBoard, build_image
-    from clawdbot.deploy.factory import factory_site
+    from clawdbot.deploy.factory import AGENT_COMMAND, factory_files
     if shutil.which("qemu-system-aarch64") is None:
         pytest.fail("qemu-system-aarch64 missing: apt-get install qemu-system-arm (or `invoke setup`)")
-    site = factory_site(tiny_bundle.bundle, rpi4, ROOT, CACHE, tmp_path_factory.mktemp("site"), Progress())
-    with tarfile.open(tiny_bundle.bundle) as tar:
-        top = tar.getnames()[0].split("/")[0]
-        held = {f"/var/lib/clawdbot/parts/{meta['sha256']}": tar.extractfile(f"{top}/{rel}").read()
-                for rel, meta in tiny_bundle.manifest["files"].items() if rel.startswith("wheels/")}
-    image = build_image(rpi4, CACHE, Progress(), {
-        f"/usr/local/lib/python{rpi4.python_version}/dist-packages": site,
-        "/var/lib/clawdbot/trusted/build.pub.pem": (keys / "build.pub.pem").read_bytes(),
-        **held,
-    }, command=["sh", "-c", "exec python3 -m clawdbot.cli agent --root /var/lib/clawdbot --port /dev/ttyAMA0 "
-                            f"--serve-port {SERVE_PORT} >/var/log/agent.log 2>&1"])
+    work = tmp_path_factory.mktemp("factory")
+    files = factory_files(tiny_bundle.bundle, rpi4, ROOT, CACHE, work, (keys / "build.pub.pem").read_bytes(),
+                          hold=lambda rel: rel.startswith("wheels/"), progress=Progress())
+    image = build_image(rpi4, CACHE, Progress(), files, command=AGENT_COMMAND)
     with EmulatedBoard(rpi4, image, forwards={0: SERVE_PORT}, log_dir=tmp_path_factory.mktemp("board")) as b:
         b.wait_booted(timeout=300)
         yield b

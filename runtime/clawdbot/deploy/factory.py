@@ -5,8 +5,10 @@ carries. After that, everything arrives through the agent."""
 from __future__ import annotations
 
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from ..crossbuild import bundle as bundle_mod
 from ..crossbuild import wheelhouse
@@ -34,3 +36,24 @@ def factory_site(bundle: Path, target: Target, root: Path, cache: Path, dest: Pa
         with progress.step(f"factory site for {target.name}: {manifest['bundle_id']} + agent requirements"):
             progress.run(argv, what="factory install")
     return dest
+
+
+AGENT_COMMAND = ["sh", "-c", "exec python3 -m clawdbot.cli agent --root /var/lib/clawdbot --port /dev/ttyAMA0 "
+                             "--serve-port 8000 >/var/log/agent.log 2>&1"]
+
+
+def factory_files(bundle: Path, target: Target, root: Path, cache: Path, work: Path, trusted_key: bytes,
+                  hold: Callable[[str], bool] = lambda rel: True, progress: Progress | None = None) -> dict:
+    """Guest path -> content for a factory image: the factory site, the trusted public key, and the factory
+    bundle's files as content-addressed parts the agent already holds (those `hold` picks by bundle path),
+    so flashing the factory bundle, or an update sharing its wheels, sends only what differs."""
+    site = factory_site(bundle, target, root, cache, work / "site", progress)
+    files: dict = {f"/usr/local/lib/python{target.python_version}/dist-packages": site,
+                   "/var/lib/clawdbot/trusted/build.pub.pem": trusted_key}
+    manifest = bundle_mod.read_manifest(bundle)
+    with tarfile.open(bundle) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        for rel, meta in manifest["files"].items():
+            if hold(rel):
+                files[f"/var/lib/clawdbot/parts/{meta['sha256']}"] = tar.extractfile(f"{top}/{rel}").read()
+    return files
