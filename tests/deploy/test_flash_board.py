@@ -51,11 +51,11 @@ def rpi4():
     return load_target("rpi4", ROOT / "targets")
 
 
-def _tiny_model(path: Path) -> Path:
+def _tiny_model(path: Path, seed: int = 0) -> Path:
     """A 3x3 conv + relu + global pool + gemm: tens of KB, so the model part crosses the line in seconds."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
     fc = numpy_helper.from_array(rng.standard_normal((8, 10)).astype(np.float32), "fc")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
@@ -63,7 +63,7 @@ def _tiny_model(path: Path) -> Path:
              helper.make_node("GlobalAveragePool", ["r"], ["g"], name="pool"),
              helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
              helper.make_node("MatMul", ["f", "fc"], ["logits"], name="fc")]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+    graph = helper.make_graph(nodes, f"tiny{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], [w, fc])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
@@ -142,3 +142,61 @@ def test_flash_over_the_serial_console_then_serve_from_the_board(board, tiny_bun
     got, want = _infer(url, tiny_bundle.manifest, bundle)
     scale = max(1.0, float(np.abs(want).max()))
     assert got.shape == want.shape and float(np.abs(got - want).max()) / scale < 1e-4
+
+
+def _status(board) -> dict:
+    from clawdbot.deploy.transfer import Endpoint
+    from clawdbot.deploy.flash import CONNECT_ATTEMPTS
+    with Endpoint(board.serial_url) as ep:
+        ep.connect(attempts=CONNECT_ATTEMPTS)
+        return ep.request({"cmd": "status"})
+
+
+@pytest.fixture(scope="module")
+def tiny_update(cross_tools, tmp_path_factory):
+    """The next release: other weights, the same runtime (so the same wheel bytes, by reproducibility)."""
+    from clawdbot.crossbuild.build import BuildOptions, build
+    from clawdbot.crossbuild.progress import Progress
+    d = tmp_path_factory.mktemp("tiny2")
+    return build(BuildOptions(root=ROOT, target="rpi4", model=str(_tiny_model(d / "tiny.onnx", seed=1)),
+                              toolchain="docker", out=d, cache=CACHE), Progress())
+
+
+def test_refused_bundles_leave_the_board_serving(board, tiny_update, keys, tmp_path):
+    """Runs after the first flash. A bundle altered after signing never leaves the host (each part is
+    checked against the sha256 it is sent under); one signed by an unknown key is refused by the agent."""
+    from clawdbot.deploy.flash import flash
+    from clawdbot.deploy.link import RemoteError
+    from clawdbot.deploy.transfer import TransferError
+    with tarfile.open(tiny_update.bundle) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        files = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    files["model/model.claw"] = files["model/model.claw"][:-8] + b"\0" * 8
+    files[signing.SIGNATURE_FILE] = signing.sign(files["manifest.json"], keys / "build.pem")
+    bad = tmp_path / "bad" / tiny_update.bundle.name
+    bad.parent.mkdir()
+    bad.write_bytes(bundle_mod.deterministic_tar(files, top, 0))
+    with pytest.raises(TransferError, match=r"model/model.claw: its sha256 is [0-9a-f]+, not"):
+        flash(bad, board.serial_url, progress=lambda *a: None)
+    rogue = tmp_path / "rogue"
+    rogue.mkdir()
+    signing.generate_keypair(rogue / "k.pem", rogue / "k.pub.pem")
+    with pytest.raises(RemoteError, match="matches none of the 1 trusted key.*still serving slot a"):
+        flash(_signed(tiny_update.bundle, rogue / "k.pem", tmp_path / "r"), board.serial_url, progress=lambda *a: None)
+    state = _status(board)
+    assert state["active"] == "a" and state["serving"]
+
+
+def test_a_model_only_update_sends_the_model_and_switches_slots(board, tiny_update, keys, tmp_path):
+    from clawdbot.deploy.flash import flash
+    bundle = _signed(tiny_update.bundle, keys / "build.pem", tmp_path)
+    result = flash(bundle, board.serial_url, progress=lambda *a: None)
+    assert result["active"] == "b" and result["slots"]["a"] is not None  # the old release stays for rollback
+    # Only the parts the board lacks travel: never the wheels it holds (the model's part may already be
+    # there too, left by the refused rogue-key flash of this same release).
+    assert not any(f.startswith("wheels/") for f in result["sent"]["files"]), result["sent"]
+    assert result["sent"]["bytes"] < 200_000, result["sent"]
+    url = f"127.0.0.1:{board.host_port(SERVE_PORT)}"
+    _ready(url, timeout=240)
+    got, want = _infer(url, tiny_update.manifest, bundle)
+    assert float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max())) < 1e-4

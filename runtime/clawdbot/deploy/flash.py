@@ -17,6 +17,9 @@ from ..errors import ClawError
 from .signing import SIGNATURE_FILE
 
 
+CONNECT_ATTEMPTS = 30
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -55,7 +58,9 @@ def flash(bundle: Path, port: str, *, baudrate: int = 115200, progress=None, say
         if sig_sha:
             parts[sig_sha] = sig
         with Endpoint(port, baudrate=baudrate, response_timeout=900) as ep:
-            hello = ep.connect()
+            # A board still winding up a previous session (resending its last answer to a host that left)
+            # answers a few seconds late; give it half a minute before calling it absent.
+            hello = ep.connect(attempts=CONNECT_ATTEMPTS)
             say(f"connected to the agent on {port} ({hello})")
             missing = ep.offer(parts)
             size = sum(parts[s].stat().st_size for s in missing)

@@ -392,8 +392,8 @@ class Endpoint:
         self.close()
 
     # -- host -----------------------------------------------------------------------------------------
-    def connect(self) -> dict:
-        return self.link.connect()
+    def connect(self, attempts: int | None = None) -> dict:
+        return self.link.connect(attempts)
 
     def reconnect(self) -> dict:
         """Reopen the port (for a URL) and start a new session; the board keeps its partial parts."""
