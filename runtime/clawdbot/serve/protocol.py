@@ -222,22 +222,11 @@ def decode_infer_request(body: bytes | bytearray | memoryview, header_length: in
     feeds: dict[str, np.ndarray] = {}
     offset = 0
     for k, t in enumerate(tensors):
-        if not isinstance(t, dict):
-            raise ProtocolError(f"inputs[{k}] must be an object, got {_json_type(t)}")
-        name = _field(t, "name", str, f"inputs[{k}]")
-        where = f"input {name!r}"
-        if name not in specs:
-            raise ProtocolError(f"unknown input {name!r}; the model's inputs are: "
-                                + ", ".join(_describe(s) for s in inputs))
-        if name in feeds:
-            raise ProtocolError(f"{where} is given twice")
+        name, where, params = _entry(t, k, "input", inputs, feeds, "given")
         shape = _shape(t, where)
         datatype = _field(t, "datatype", str, where)
         _check_datatype(datatype, specs[name], where)
         dtype = np.dtype(specs[name].dtype)
-        params = _field(t, "parameters", dict, where, required=False) or {}
-        if "shared_memory_region" in params:
-            raise ProtocolError(f"{where}: the shared memory extension is not supported")
         size = _field(params, "binary_data_size", int, f"{where} parameters", required=False)
         if size is not None:
             if "data" in t:
@@ -265,28 +254,34 @@ def decode_infer_request(body: bytes | bytearray | memoryview, header_length: in
     return InferRequest(feeds, _requested_outputs(req, parameters, outputs), request_id, parameters)
 
 
+def _entry(item, k: int, kind: str, known: Sequence[Tensor], seen, verb: str) -> tuple[str, str, dict]:
+    """One inputs[k] / outputs[k] object: its name (one of the model's, not repeated), how errors name it, and
+    its parameters (shared memory refused: tensors travel in the request)."""
+    if not isinstance(item, dict):
+        raise ProtocolError(f"{kind}s[{k}] must be an object, got {_json_type(item)}")
+    name = _field(item, "name", str, f"{kind}s[{k}]")
+    where = f"{kind} {name!r}"
+    if name not in {t.name for t in known}:
+        raise ProtocolError(f"unknown {kind} {name!r}; the model's {kind}s are: "
+                            + ", ".join(_describe(t) for t in known))
+    if name in seen:
+        raise ProtocolError(f"{where} is {verb} twice")
+    params = _field(item, "parameters", dict, where, required=False) or {}
+    if "shared_memory_region" in params:
+        raise ProtocolError(f"{where}: the shared memory extension is not supported")
+    return name, where, params
+
+
 def _requested_outputs(req: dict, parameters: dict, outputs: Sequence[Tensor]) -> list[tuple[str, bool]]:
     default = _field(parameters, "binary_data_output", bool, "request parameters", required=False) or False
     requested = _field(req, "outputs", list, "request", required=False)
     if not requested:
         return [(t.name, default) for t in outputs]
-    names = [t.name for t in outputs]
     chosen: list[tuple[str, bool]] = []
     for k, o in enumerate(requested):
-        if not isinstance(o, dict):
-            raise ProtocolError(f"outputs[{k}] must be an object, got {_json_type(o)}")
-        name = _field(o, "name", str, f"outputs[{k}]")
-        where = f"output {name!r}"
-        if name not in names:
-            raise ProtocolError(f"unknown output {name!r}; the model's outputs are: "
-                                + ", ".join(_describe(t) for t in outputs))
-        if any(n == name for n, _ in chosen):
-            raise ProtocolError(f"{where} is requested twice")
-        params = _field(o, "parameters", dict, where, required=False) or {}
+        name, where, params = _entry(o, k, "output", outputs, [n for n, _ in chosen], "requested")
         if params.get("classification"):
             raise ProtocolError(f"{where}: the classification extension is not supported")
-        if "shared_memory_region" in params:
-            raise ProtocolError(f"{where}: the shared memory extension is not supported")
         as_binary = _field(params, "binary_data", bool, f"{where} parameters", required=False)
         chosen.append((name, default if as_binary is None else as_binary))
     return chosen
