@@ -292,6 +292,21 @@ def _to_binary(arr: np.ndarray) -> bytes:
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
 
 
+def _tensor_entry(name: str, arr, as_binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+    """One tensor of a request or response body: its data inline as JSON, or appended to `blobs` (the binary
+    extension) with its size in the entry's parameters."""
+    arr = np.asarray(arr)
+    entry: dict[str, Any] = {"name": name, "datatype": datatype_of(arr.dtype.name), "shape": list(arr.shape)}
+    if as_binary:
+        blob = _to_binary(arr)
+        entry["parameters"] = {"binary_data_size": len(blob)}
+        blobs.append(blob)
+    else:
+        # NaN and infinities go out as NaN/Infinity: not strict JSON, but what tritonclient's parser takes.
+        entry["data"] = arr.ravel().tolist()
+    return entry
+
+
 def encode_infer_response(model_name: str, model_version: str, results: dict[str, np.ndarray],
                           outputs: Sequence[tuple[str, bool]], request_id: str | None = None
                           ) -> tuple[bytes, int | None]:
@@ -300,16 +315,7 @@ def encode_infer_response(model_name: str, model_version: str, results: dict[str
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, as_binary in outputs:
-        arr = np.asarray(results[name])
-        entry: dict[str, Any] = {"name": name, "datatype": datatype_of(arr.dtype.name), "shape": list(arr.shape)}
-        if as_binary:
-            blob = _to_binary(arr)
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            # NaN and infinities go out as NaN/Infinity: not strict JSON, but what tritonclient's parser takes.
-            entry["data"] = arr.ravel().tolist()
-        entries.append(entry)
+        entries.append(_tensor_entry(name, results[name], as_binary, blobs))
     response: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         response["id"] = request_id
@@ -327,15 +333,7 @@ def encode_infer_request(inputs: dict[str, np.ndarray], *, binary: bool = True,
     Inference-Header-Content-Length (None when all JSON)."""
     entries, blobs = [], []
     for name, arr in inputs.items():
-        arr = np.asarray(arr)
-        entry: dict[str, Any] = {"name": name, "shape": list(arr.shape), "datatype": datatype_of(arr.dtype.name)}
-        if binary:
-            blob = _to_binary(arr)
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            entry["data"] = arr.ravel().tolist()
-        entries.append(entry)
+        entries.append(_tensor_entry(name, arr, binary, blobs))
     req: dict[str, Any] = {}
     if request_id is not None:
         req["id"] = request_id
