@@ -6,7 +6,7 @@ manifest and its signature); the agent says which it lacks and only those travel
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import sys
 import tempfile
 import time
@@ -18,10 +18,6 @@ from .signing import SIGNATURE_FILE
 
 
 CONNECT_ATTEMPTS = 30
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Bar:
@@ -46,15 +42,15 @@ class Bar:
 def flash(bundle: Path, port: str, *, baudrate: int = 115200, progress=None, say=print) -> dict:
     if port.startswith("ssh://"):
         raise ClawError("flashing over ssh:// is not implemented yet; use a serial port or pyserial URL")
-    from .transfer import Endpoint
+    from .transfer import Endpoint, sha256_file
     with tempfile.TemporaryDirectory(prefix="clawdbot-flash-") as work:
         top = bundle_mod.extract(Path(bundle), Path(work))
-        manifest = bundle_mod.read_manifest(Path(bundle))
+        manifest = json.loads((top / "manifest.json").read_text())
         parts = {meta["sha256"]: top / rel for rel, meta in manifest["files"].items()}
-        mani_sha = _sha(top / "manifest.json")
+        mani_sha = sha256_file(top / "manifest.json")
         parts[mani_sha] = top / "manifest.json"
         sig = top / SIGNATURE_FILE
-        sig_sha = _sha(sig) if sig.is_file() else None
+        sig_sha = sha256_file(sig) if sig.is_file() else None
         if sig_sha:
             parts[sig_sha] = sig
         with Endpoint(port, baudrate=baudrate, response_timeout=900) as ep:
