@@ -424,7 +424,9 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path):
     np.testing.assert_array_equal(result["y"], expected_add_relu(x))
     records = [r for r in log_records(log_path) if r.get("path") != "/metrics"]  # the test's polls
     assert [r["event"] for r in records] == ["start", "stopping", "request", "stop"]
-    assert records[1]["signal"] == "SIGTERM" and records[1]["in_flight"] == 1
+    # At least the inference: the metrics poll that saw it running may not have left its handler yet (the
+    # client has its answer before the server's bookkeeping runs), so 2 is a correct count too.
+    assert records[1]["signal"] == "SIGTERM" and records[1]["in_flight"] >= 1
     assert records[2]["path"] == "/v2/models/m/infer" and records[2]["status"] == 200
     assert records[3]["drained"] is True
 
