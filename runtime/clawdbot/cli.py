@@ -4,7 +4,7 @@
     claw info MODEL.claw
     claw run MODEL.claw --input input=x.npy [-o OUTDIR]
     claw ops
-    claw serve MODEL.claw [--host H] [--port P] [--name NAME] [--queue N] [--workers N]
+    claw serve MODEL_OR_BUNDLE [--host H] [--port P] [--name NAME] [--queue N] [--workers N]
     claw agent --port /dev/ttyAMA0 [--root /var/lib/clawdbot] [--serve-port 8000]
 
 User mistakes and bad files end with one line on stderr (`claw: error: …`) and exit status 2, never a traceback.
@@ -178,10 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve MODEL over the Open Inference Protocol (KServe v2) REST API, with "
                                    "Triton's binary tensor extension, until SIGTERM/SIGINT. Logs one JSON line "
                                    "per request on stderr; Prometheus metrics at /metrics.")
-    s.add_argument("model", help=".claw (or .onnx) model")
+    s.add_argument("model", metavar="MODEL_OR_BUNDLE",
+                   help=".claw (or .onnx) model, or a bundle from `invoke build` (.tar.gz or its unpacked directory)")
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
     s.add_argument("--port", type=_port, default=8000, help="port (default: 8000, as Triton; 0 picks a free one)")
-    s.add_argument("--name", help="model name in the URLs (default: the file name without its suffix)")
+    s.add_argument("--name", help="model name in the URLs (default: the bundle's model name, or the file name "
+                                  "without its suffix)")
     s.add_argument("--queue", type=_positive_int, default=16,
                    help="inference requests that may wait for a worker; more are answered 503 (default: 16)")
     s.add_argument("--workers", type=_positive_int, default=1,

@@ -27,6 +27,7 @@ from clawdbot.cli import main
 from clawdbot.serve import InferenceServer
 from clawdbot.tools import zoo
 from prometheus_client.parser import text_string_to_metric_families
+from serve_testing import infer_input, log_records, start_line, wait_until
 from tritonclient.utils import InferenceServerException
 
 W = np.linspace(-2, 2, 4, dtype=np.float32)  # add_relu's constant
@@ -60,11 +61,6 @@ def client(srv, **kw) -> triton.InferenceServerClient:
     return triton.InferenceServerClient(srv.address, connection_timeout=30, network_timeout=30, **kw)
 
 
-def infer_input(name: str, x: np.ndarray, binary: bool = True) -> triton.InferInput:
-    datatype = {"float32": "FP32", "float64": "FP64", "int64": "INT64"}[x.dtype.name]
-    return triton.InferInput(name, list(x.shape), datatype).set_data_from_numpy(x, binary_data=binary)
-
-
 def raw_request(srv, method: str, path: str, body: bytes | None = None, headers=None) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=30)
     try:
@@ -73,14 +69,6 @@ def raw_request(srv, method: str, path: str, body: bytes | None = None, headers=
         return r.status, dict(r.getheaders()), r.read()
     finally:
         conn.close()
-
-
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def metrics(srv_or_url) -> dict[tuple[str, tuple], float]:
@@ -342,18 +330,6 @@ def test_metrics_count_what_was_sent_and_logs_are_json_lines(add_relu_session):
 
 
 # -- processes: the CLI, and SIGTERM while a request is in flight -------------------------------------------------
-def start_line(log_path: Path, proc: subprocess.Popen) -> dict:
-    def started() -> bool:
-        assert proc.poll() is None, f"the server exited: {log_path.read_text()}"
-        return '"event": "start"' in log_path.read_text()
-    wait_until(started, timeout=60, what="the server to start")
-    return json.loads(log_path.read_text().splitlines()[0])
-
-
-def log_records(log_path: Path) -> list[dict]:
-    return [json.loads(line) for line in log_path.read_text().splitlines()]
-
-
 GATED_SERVER = textwrap.dedent("""
     import os, sys, time
     import clawdbot

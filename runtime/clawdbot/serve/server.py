@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -581,7 +580,7 @@ class InferenceServer:
 
     def __init__(self, session, name: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
                  queue_size: int = 16, log: TextIO | None = None, max_connections: int = 128,
-                 max_body_bytes: int = 256 << 20, idle_timeout: float = 120.0):
+                 max_body_bytes: int = 256 << 20, idle_timeout: float = 120.0, bundle: str | None = None):
         if not name or "/" in name:
             raise ClawError(f"model name {name!r} must be non-empty and without '/' (it is a URL path segment)")
         if workers < 1:
@@ -589,6 +588,7 @@ class InferenceServer:
         if queue_size < 1:
             raise ClawError(f"--queue must be at least 1, got {queue_size}")
         self.name = name
+        self.bundle = bundle  # the bundle the model came from, for the start line
         self.log = JsonLog(log)
         self.service = Service(session, name, workers=workers, queue_size=queue_size)
         try:
@@ -620,7 +620,7 @@ class InferenceServer:
         self._started = time.monotonic()
         s = self.service.session
         self.log("start", model=self.name, url=self.url, host=self.host, port=self.port, workers=self._workers,
-                 queue=self.service.runner.queue_size, version=__version__,
+                 queue=self.service.runner.queue_size, version=__version__, bundle=self.bundle,
                  inputs=[str(t) for t in s.inputs], outputs=[str(t) for t in s.outputs])
         return self
 
@@ -682,9 +682,12 @@ def run_until_signalled(server: InferenceServer, *, drain_timeout: float = 30.0,
 
 def serve(model: str, *, host: str = "0.0.0.0", port: int = 8000, name: str | None = None, queue_size: int = 16,
           workers: int = 1, log: TextIO | None = sys.stderr) -> int:
-    """`claw serve`: load `model` (.claw or .onnx) once and serve it until SIGTERM/SIGINT."""
+    """`claw serve`: load `model` (.claw or .onnx, or a bundle: .tar.gz or its directory) once and serve it
+    until SIGTERM/SIGINT."""
     from .. import load
-    session = load(model)
-    name = name or Path(model).stem
-    return run_until_signalled(InferenceServer(session, name, host=host, port=port, workers=workers,
-                                               queue_size=queue_size, log=log))
+    from .source import model_source
+    with model_source(model) as src:
+        session = load(src.path)
+        return run_until_signalled(InferenceServer(session, name or src.name, host=host, port=port,
+                                                   workers=workers, queue_size=queue_size, log=log,
+                                                   bundle=src.bundle_id))

@@ -1,0 +1,35 @@
+"""Helpers for tests that talk to `claw serve`: Triton client inputs, waiting, and the server's JSON log."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import tritonclient.http as triton
+
+
+def infer_input(name: str, x: np.ndarray, binary: bool = True) -> triton.InferInput:
+    datatype = {"float32": "FP32", "float64": "FP64", "int64": "INT64"}[x.dtype.name]
+    return triton.InferInput(name, list(x.shape), datatype).set_data_from_numpy(x, binary_data=binary)
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def start_line(log_path: Path, proc: subprocess.Popen) -> dict:
+    def started() -> bool:
+        assert proc.poll() is None, f"the server exited: {log_path.read_text()}"
+        return '"event": "start"' in log_path.read_text()
+    wait_until(started, timeout=60, what="the server to start")
+    return json.loads(log_path.read_text().splitlines()[0])
+
+
+def log_records(log_path: Path) -> list[dict]:
+    return [json.loads(line) for line in log_path.read_text().splitlines()]
