@@ -36,11 +36,11 @@ class Server:
         current = self.root / "current"
         if self.port is None or not (current / "manifest.json").is_file():
             return
-        manifest = json.loads((current / "manifest.json").read_text())
         env = {**os.environ, "PYTHONPATH": str(current / "lib")}
+        # The slot directory, not its model file: serve checks the model's sha256 against the manifest on
+        # every start and logs the bundle id, so what a board serves after a reboot is known to be intact.
         self.proc = subprocess.Popen(
-            [self.python, "-m", "clawdbot.cli", "serve", str(current / manifest["model"]["file"]),
-             "--host", "0.0.0.0", "--port", str(self.port), "--name", manifest["model"]["name"]],
+            [self.python, "-m", "clawdbot.cli", "serve", str(current), "--host", "0.0.0.0", "--port", str(self.port)],
             env=env, stdin=subprocess.DEVNULL)
 
     def stop(self) -> None:
