@@ -8,7 +8,6 @@ import argparse
 import sys
 from collections import defaultdict
 
-import numpy as np
 
 from ..errors import ClawError
 from .inputs import random_inputs

@@ -12,7 +12,6 @@ ir/ops/control.py). Unsupported nodes inside bodies land in the same report as t
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
