@@ -5,7 +5,7 @@
     claw run MODEL.claw --input input=x.npy [-o OUTDIR]
     claw ops
     claw serve MODEL_OR_BUNDLE [--host H] [--port P] [--name NAME] [--queue N] [--workers N]
-    claw agent --port /dev/ttyAMA0 [--root /var/lib/clawdbot] [--serve-port 8000]
+    claw agent [--port /dev/ttyAMA0] [--listen 127.0.0.1:7070] [--root /var/lib/clawdbot] [--serve-port 8000]
 
 User mistakes and bad files end with one line on stderr (`claw: error: …`) and exit status 2, never a traceback.
 """
@@ -132,8 +132,12 @@ def cmd_serve(args) -> int:
 
 
 def cmd_agent(args) -> int:
+    from .deploy.listener import parse_listen
     from .deploy.service import run_agent
-    return run_agent(Path(args.root), args.port, args.baud, args.serve_port)
+    if not args.port and not args.listen:
+        raise ClawError("claw agent needs --port (a serial line), --listen (for ssh), or both")
+    listen = parse_listen(args.listen) if args.listen else None
+    return run_agent(Path(args.root), args.port, args.baud, args.serve_port, listen)
 
 
 def _positive_int(text: str) -> int:
@@ -189,11 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive_int, default=1,
                    help="inference threads sharing the one loaded model (default: 1)")
     s.set_defaults(func=cmd_serve)
-    a = sub.add_parser("agent", help="the device agent: receive bundles over a serial line, A/B slots",
-                       description="Answer a host's `invoke flash` on a serial port: receive a bundle's missing "
+    a = sub.add_parser("agent", help="the device agent: receive bundles over a serial line or ssh, A/B slots",
+                       description="Answer a host's `invoke flash` on a serial port (or through ssh): receive a bundle's missing "
                                    "parts, verify its signature and checksums, install it into the inactive slot, "
                                    "health-check it, switch, and (with --serve-port) run `claw serve` on it.")
-    a.add_argument("--port", required=True, help="serial port or pyserial URL (e.g. /dev/ttyAMA0)")
+    a.add_argument("--port", help="serial port or pyserial URL (e.g. /dev/ttyAMA0)")
+    a.add_argument("--listen", metavar="HOST:PORT",
+                   help="also answer on this TCP address, for `invoke flash --port ssh://…` through an ssh "
+                        "port forward; keep it on loopback (e.g. 127.0.0.1:7070)")
     a.add_argument("--root", default="/var/lib/clawdbot", help="state: slots, parts, trusted keys "
                                                                "(default /var/lib/clawdbot)")
     a.add_argument("--baud", type=_positive_int, default=115200, help="line speed (default 115200)")

@@ -1,4 +1,5 @@
-"""`claw agent`: the board side of the serial link. It answers the host's commands with the Agent:
+"""`claw agent`: the board side of the serial link, and of ssh through its loopback listener (listener.py).
+It answers the host's commands with the Agent:
 
     status                                -> Agent.status()
     deploy {manifest, signature}          -> assemble the bundle from received parts, Agent.deploy(), restart
@@ -102,19 +103,35 @@ class AgentHandler:
                     part.unlink()
 
 
-def run_agent(root: Path, port: str, baudrate: int, serve_port: int | None) -> int:
+def run_agent(root: Path, port: str | None, baudrate: int, serve_port: int | None,
+              listen: tuple[str, int] | None = None) -> int:
+    """Answer hosts on the serial `port` and/or on the loopback `listen` address until SIGTERM/SIGINT."""
+    from .listener import Listener
     from .transfer import Endpoint
     agent = Agent(root)
     state = agent.recover()
     server = Server(agent.root, serve_port, sys.executable)
-    server.restart()
+    handler = AgentHandler(agent, server)
     stop = threading.Event()
+    one_at_a_time = threading.Lock()  # serial and ssh hosts share the parts and the slots
+    listener = Listener(listen, handler, agent.root / "parts", stop, one_at_a_time) if listen else None
+    server.restart()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    print(json.dumps({"event": "agent_start", "root": str(root), "port": port, **state}), flush=True)
+    print(json.dumps({"event": "agent_start", "root": str(root), "port": port,
+                      "listen": "%s:%d" % listener.address if listener else None, **state}), flush=True)
     try:
-        with Endpoint(port, baudrate=baudrate, response_timeout=600) as ep:
-            ep.serve(AgentHandler(agent, server), agent.root / "parts", stop=stop)
+        if listener:
+            listener.start()
+        if port:
+            with Endpoint(port, baudrate=baudrate, response_timeout=600) as ep:
+                ep.serve(handler, agent.root / "parts", stop=stop, lock=one_at_a_time)
+        else:
+            while not stop.wait(1.0):
+                pass
     finally:
+        stop.set()
+        if listener:
+            listener.thread.join(5)
         server.stop()
     return 0

@@ -34,6 +34,7 @@ window ahead of what was ACKed), last (total, total, average rate) once the boar
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -281,9 +282,13 @@ def receive_file(link: Link, dest_dir: str | os.PathLike, put: dict | None = Non
 
 
 def serve(link: Link, handler: Any, parts_dir: str | os.PathLike, *, stop: threading.Event | None = None,
-          idle: float = 0.25, commit_every: int = COMMIT_EVERY) -> None:
-    """Answer requests until `stop` is set. Timeouts and host reconnects are survived; LinkLost is raised."""
+          idle: float = 0.25, commit_every: int = COMMIT_EVERY, lock: threading.Lock | None = None) -> None:
+    """Answer requests until `stop` is set. Timeouts and host reconnects are survived; LinkLost is raised.
+
+    `lock` is held while a request is answered, for a board answering several links (serial and ssh) from
+    one parts directory and one pair of slots: their commands then run one at a time."""
     parts_dir = Path(parts_dir)
+    lock = lock or contextlib.nullcontext()
     pending: dict | None = None
     while stop is None or not stop.is_set():
         try:
@@ -299,7 +304,8 @@ def serve(link: Link, handler: Any, parts_dir: str | os.PathLike, *, stop: threa
                 except (ValueError, AssertionError):
                     link.reply_error({}, "a request must be a JSON object", "BadRequest")
                     continue
-            pending = _dispatch(link, handler, parts_dir, cmd, commit_every)
+            with lock:
+                pending = _dispatch(link, handler, parts_dir, cmd, commit_every)
         except (LinkTimeout, PeerRestarted) as e:
             if "waiting for a request" not in str(e):
                 log.info("%s", e)
@@ -443,12 +449,12 @@ class Endpoint:
 
     # -- board ----------------------------------------------------------------------------------------
     def serve(self, handler: Any, parts_dir: str | os.PathLike, stop: threading.Event | None = None,
-              commit_every: int = COMMIT_EVERY) -> None:
+              commit_every: int = COMMIT_EVERY, lock: threading.Lock | None = None) -> None:
         """Answer the host until `stop` is set; a port that fails (USB unplugged) is reopened."""
         Path(parts_dir).mkdir(parents=True, exist_ok=True)
         while stop is None or not stop.is_set():
             try:
-                serve(self.link, handler, parts_dir, stop=stop, commit_every=commit_every)
+                serve(self.link, handler, parts_dir, stop=stop, commit_every=commit_every, lock=lock)
                 return
             except LinkLost as e:
                 if not self.url:
