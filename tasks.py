@@ -50,9 +50,9 @@ def demo(c, model="mobilenet_v2", batch=1):
 
 # Host packages the cross-build needs: the Docker engine, debootstrap for base images and sysroots, qemu-user
 # for the bundle test, qemu-system-arm for the emulated board, and the Debian compilers and Python the
-# --toolchain host path uses.
+# --toolchain host path uses; OpenSSH (client, and a server the ssh flashing test logs in to).
 HOST_PACKAGES = ("docker.io", "debootstrap", "qemu-user", "qemu-system-arm", "gcc-aarch64-linux-gnu", "gcc",
-                 "python3.11", "python3.11-venv", "python3.11-dev")
+                 "python3.11", "python3.11-venv", "python3.11-dev", "openssh-client", "openssh-server")
 
 
 def _progress(verbose: bool):
@@ -154,18 +154,24 @@ def build(c, target="rpi4", model=None, quantize=None, toolchain="auto", ram=Non
 
 @task(help={"target": "board the bundle is for (checked against the bundle's manifest)",
             "bundle": "bundle to flash (default: the newest one built for the target)",
-            "port": "serial port or pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://host:port",
+            "port": "serial port or pyserial URL (/dev/ttyUSB0, socket://host:port, rfc2217://host:port), or "
+                    "ssh://[user@]host[:port][?agent=7070] (user and port default to the target file's)",
             "baud": "line speed (default 115200)"})
 def flash(c, target="rpi4", bundle=None, port=None, baud=115200):
     """Send a bundle to a board's agent (only the parts it lacks travel), then deploy it there."""
     import json
     from clawdbot.crossbuild.bundle import read_manifest
+    from clawdbot.crossbuild.targets import load_target
     from clawdbot.deploy.flash import flash as run_flash
+    from clawdbot.deploy.ssh import with_defaults
     from clawdbot.errors import ClawError
     if not port:
-        raise Exit("error: --port is required (a serial port or pyserial URL)", code=2)
+        raise Exit("error: --port is required (a serial port, a pyserial URL, or ssh://user@host)", code=2)
     bundle = Path(bundle) if bundle else _newest_bundle(target)
     try:
+        if port.startswith("ssh://"):
+            access = load_target(target, ROOT / "targets").access
+            port = with_defaults(port, access.get("ssh_user"), access.get("ssh_port"))
         built_for = read_manifest(bundle)["target"]["name"]
         if built_for != target:
             raise Exit(f"error: {bundle.name} was built for {built_for}, not {target}", code=2)

@@ -1,8 +1,11 @@
-"""`invoke flash`: put a bundle on a board through its agent, over a serial line.
+"""`invoke flash`: put a bundle on a board through its agent, over a serial line or ssh.
 
 The bundle is split into its content-addressed parts (every file by the sha256 the manifest lists, plus the
 manifest and its signature); the agent says which it lacks and only those travel, resumably. Then one
 `deploy` command makes the agent verify, install into the inactive slot, check and switch.
+
+Over ssh:// the same conversation runs through an ssh port forward to the agent's loopback listener
+(deploy/ssh.py), so both ways share the resumable transfer, the checks and the one agent that owns the slots.
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import time
 from pathlib import Path
 
 from ..crossbuild import bundle as bundle_mod
-from ..errors import ClawError
 from .signing import SIGNATURE_FILE
 
 
@@ -41,7 +43,17 @@ class Bar:
 
 def flash(bundle: Path, port: str, *, baudrate: int = 115200, progress=None, say=print) -> dict:
     if port.startswith("ssh://"):
-        raise ClawError("flashing over ssh:// is not implemented yet; use a serial port or pyserial URL")
+        from .listener import LINE_RATE
+        from .ssh import tunnel
+        with tunnel(port) as url:
+            return _flash(bundle, url, LINE_RATE, progress, say, shown=port,
+                          absent="is `claw agent --listen 127.0.0.1:PORT` running there (see ?agent=PORT)?")
+    return _flash(bundle, port, baudrate, progress, say, shown=port,
+                  absent="is `claw agent` running on that line, at that speed?")
+
+
+def _flash(bundle: Path, port: str, baudrate: int, progress, say, *, shown: str, absent: str) -> dict:
+    from .link import LinkError
     from .transfer import Endpoint, sha256_file
     with tempfile.TemporaryDirectory(prefix="clawdbot-flash-") as work:
         top = bundle_mod.extract(Path(bundle), Path(work))
@@ -56,8 +68,11 @@ def flash(bundle: Path, port: str, *, baudrate: int = 115200, progress=None, say
         with Endpoint(port, baudrate=baudrate, response_timeout=900) as ep:
             # A board still winding up a previous session (resending its last answer to a host that left)
             # answers a few seconds late; give it half a minute before calling it absent.
-            hello = ep.connect(attempts=CONNECT_ATTEMPTS)
-            say(f"connected to the agent on {port} ({hello})")
+            try:
+                hello = ep.connect(attempts=CONNECT_ATTEMPTS)
+            except LinkError as e:
+                raise LinkError(f"no agent answered on {shown}: {e}; {absent}") from None
+            say(f"connected to the agent on {shown} ({hello})")
             missing = ep.offer(parts)
             size = sum(parts[s].stat().st_size for s in missing)
             say(f"{len(missing)} of {len(parts)} parts to send ({size / 2**20:.2f} MiB)")
