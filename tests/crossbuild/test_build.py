@@ -138,6 +138,10 @@ def test_jetson_bundle_carries_sources_and_build_tools_for_its_python(tmp_path):
         sdist = tar.extractfile(f"{top}/{m['install']['runtime']}")
         with tarfile.open(fileobj=sdist) as src:
             names = src.getnames()
+        # the agent's boot files, made for this board's serial console
+        script = tar.getmember(f"{top}/boot/clawdbot-agent")
+        assert script.mode == 0o755 and b"CLAW_AGENT_PORT=/dev/ttyTCU0\n" in tar.extractfile(script).read()
+        assert f"{top}/boot/clawdbot-agent.service" in tar.getnames()
     assert any(n.endswith("runtime/clawdbot/hal/cpu/_cython/im2col.pyx") for n in names)
     assert any(n.endswith("/setup.py") for n in names) and not any(n.endswith(".so") for n in names)
     assert m["model"]["memory"]["fits"] and m["model"]["memory"]["ram_mib"] == 8192

@@ -18,6 +18,7 @@ from ..errors import BuildError, ClawError
 from . import bundle as bundle_mod
 from . import compile as compile_mod
 from . import source, wheelhouse
+from .boot import boot_files
 from .progress import Progress
 from .targets import Target, load_target
 from .toolchains import Toolchain, load_toolchain
@@ -236,6 +237,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
 
         contents["model/model.claw"] = claw
         contents.update(check_files)
+        contents.update(boot_files(target))
         bundle_id = f"clawdbot-{__version__}-{target.name}-{name}"
         manifest = {
             "format": 1,

@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Optional, Union
 from . import installer
 
 Source = Union[Path, bytes]
-EXECUTABLE = ("install.py", "install.sh")
+EXECUTABLE = ("install.py", "install.sh", "clawdbot-agent")
 INSTALL_SH = """#!/bin/sh
 # Install this bundle with the board's own Python; see install.py --help.
 set -e

@@ -103,6 +103,8 @@ def stage(bundle: Path, slot: Path, manifest: dict) -> Path:
                              str(bundle / plan["runtime"]), *plan["requirements"]])
             shutil.rmtree(build_env)
         shutil.copytree(bundle / "model", staging / "model")
+        if (bundle / "boot").is_dir():  # the agent's boot files, for re-provisioning from an installed slot
+            shutil.copytree(bundle / "boot", staging / "boot")
         for name in ("manifest.json", "install.py"):
             shutil.copy2(bundle / name, staging / name)
         fsync_tree(staging)
