@@ -13,7 +13,9 @@ from typing import Callable
 from ..crossbuild import bundle as bundle_mod
 from ..crossbuild import wheelhouse
 from ..crossbuild.progress import Progress
+from ..crossbuild.boot import SCRIPT
 from ..crossbuild.targets import Target
+from ..errors import ClawError
 
 
 def factory_site(bundle: Path, target: Target, root: Path, cache: Path, dest: Path,
@@ -38,8 +40,10 @@ def factory_site(bundle: Path, target: Target, root: Path, cache: Path, dest: Pa
     return dest
 
 
-AGENT_COMMAND = ["sh", "-c", "exec python3 -m clawdbot.cli agent --root /var/lib/clawdbot --port /dev/ttyAMA0 "
-                             "--serve-port 8000 >/var/log/agent.log 2>&1"]
+# The factory bundle's own init script starts the agent, as on a board without systemd; the emulated
+# board's console is the virt machine's PL011, not the Pi's UART the script defaults to.
+AGENT_COMMAND = ["/etc/init.d/clawdbot-agent", "run"]
+EMULATED_DEFAULTS = b"CLAW_AGENT_PORT=/dev/ttyAMA0\nCLAW_AGENT_BAUD=115200\n"
 
 
 def factory_files(bundle: Path, target: Target, root: Path, cache: Path, work: Path, trusted_key: bytes,
@@ -49,10 +53,14 @@ def factory_files(bundle: Path, target: Target, root: Path, cache: Path, work: P
     so flashing the factory bundle, or an update sharing its wheels, sends only what differs."""
     site = factory_site(bundle, target, root, cache, work / "site", progress)
     files: dict = {f"/usr/local/lib/python{target.python_version}/dist-packages": site,
-                   "/var/lib/clawdbot/trusted/build.pub.pem": trusted_key}
+                   "/var/lib/clawdbot/trusted/build.pub.pem": trusted_key,
+                   "/etc/default/clawdbot-agent": EMULATED_DEFAULTS}
     manifest = bundle_mod.read_manifest(bundle)
+    if SCRIPT not in manifest["files"]:
+        raise ClawError(f"{bundle}: no {SCRIPT} to start the agent at boot; rebuild it with `invoke build`")
     with tarfile.open(bundle) as tar:
         top = tar.getnames()[0].split("/")[0]
+        files["/etc/init.d/clawdbot-agent"] = tar.extractfile(f"{top}/{SCRIPT}").read()
         for rel, meta in manifest["files"].items():
             if hold(rel):
                 files[f"/var/lib/clawdbot/parts/{meta['sha256']}"] = tar.extractfile(f"{top}/{rel}").read()
