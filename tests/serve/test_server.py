@@ -234,6 +234,52 @@ def test_full_queue_answers_503_at_once(add_relu_session):
         np.testing.assert_array_equal(results[k], expected_add_relu(x + k))
 
 
+def test_workers_sharing_one_loaded_model_give_each_request_its_own_answer(squeezenet):
+    """--workers N runs one Session from N threads at once: a real conv net (kernels with scratch buffers),
+    distinct inputs, every answer checked against onnxruntime, so shared state between runs would show."""
+    model, loaded = squeezenet
+
+    class Overlap:  # the session, counting how many runs are in progress at once
+        inputs, outputs = loaded.inputs, loaded.outputs
+        now = most = 0
+        lock = threading.Lock()
+
+        def run(self, feeds):
+            with self.lock:
+                self.now += 1
+                Overlap.most = max(Overlap.most, self.now)
+            try:
+                return loaded.run(feeds)
+            finally:
+                with self.lock:
+                    self.now -= 1
+    session = Overlap()
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((1, 3, 224, 224)).astype(np.float32) for _ in range(12)]
+    refs = [ort_run(model, {"input": x})[0] for x in xs]
+    got: dict[int, np.ndarray] = {}
+    errors: list[str] = []
+    with serving(session, "squeezenet", workers=3, queue_size=len(xs)) as srv:
+        def work(k: int) -> None:
+            c = client(srv)
+            try:
+                for i in range(k, len(xs), 4):
+                    got[i] = c.infer("squeezenet", [infer_input("input", xs[i])]).as_numpy("logits")
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(f"client {k}: {type(e).__name__}: {e}")
+            finally:
+                c.close()
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors, errors
+    assert Overlap.most >= 2, "the runs never overlapped: the test proved nothing about sharing"
+    for i, ref in enumerate(refs):
+        assert_matches_range(got[i], ref)
+
+
 def test_concurrent_clients_all_answered_correctly(add_relu_session):
     """32 clients, 2016 requests, each with its own data, half JSON and half binary, batch 1 to 3: every answer
     is the one for its own request (a mixed-up response would not match) and none is lost. A queue of 32
