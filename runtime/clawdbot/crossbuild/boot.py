@@ -34,6 +34,7 @@ CLAW_AGENT_LISTEN=@LISTEN@
 CLAW_AGENT_ROOT=@ROOT@
 CLAW_AGENT_SERVE_PORT=@SERVE_PORT@
 CLAW_AGENT_PYTHON=python3
+CLAW_AGENT_LIB=  # default: $CLAW_AGENT_ROOT/agent/lib
 CLAW_AGENT_LOG=/var/log/clawdbot-agent.log
 CLAW_AGENT_PIDFILE=/run/clawdbot-agent.pid
 CLAW_AGENT_DEFAULTS=${CLAW_AGENT_DEFAULTS:-/etc/default/clawdbot-agent}
@@ -44,6 +45,10 @@ run() {
     [ -n "$CLAW_AGENT_SERVE_PORT" ] && set -- "$@" --serve-port "$CLAW_AGENT_SERVE_PORT"
     [ -n "$CLAW_AGENT_PORT" ] && set -- "$@" --port "$CLAW_AGENT_PORT" --baud "$CLAW_AGENT_BAUD"
     [ -n "$CLAW_AGENT_LISTEN" ] && set -- "$@" --listen "$CLAW_AGENT_LISTEN"
+    # The agent's own install (install.py --enable-agent), which flashing never replaces: a bundle that
+    # passed its health check but broke the agent would otherwise cut the board off from the next flash.
+    lib=${CLAW_AGENT_LIB:-$CLAW_AGENT_ROOT/agent/lib}
+    [ -d "$lib" ] && export PYTHONPATH="$lib${PYTHONPATH:+:$PYTHONPATH}"
     # A log file, never the terminal: this may be started on the very console the agent speaks on.
     exec "$CLAW_AGENT_PYTHON" -m clawdbot.cli agent "$@" </dev/null >>"$CLAW_AGENT_LOG" 2>&1
 }

@@ -205,7 +205,12 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     if not req_file.is_file():
         raise BuildError(f"no {req_file.relative_to(root)}: which numpy etc. a {abi} board installs is not pinned")
     pins = [p for p in _pins(req_file) if _name(p) != "pip"]
-    wanted = [req_file] + ([tc.build_requirements] if target.build == "on-board" else [])
+    # The device agent's own needs (signatures, the serial line), so `install.py --enable-agent` provisions a
+    # board from the bundle alone. Content-addressed: a board that holds them is never sent them again.
+    agent_req = root / "toolchains" / f"board-agent-requirements-{abi}.txt"
+    agent_pins = _pins(agent_req) if agent_req.is_file() else []
+    wanted = [req_file] + ([agent_req] if agent_pins else []) + \
+        ([tc.build_requirements] if target.build == "on-board" else [])
     dep_wheels = [w for r in wanted for w in wheelhouse.download(r, opts.cache, progress, platforms=target.platforms,
                                                                  python_version=target.python_version, abi=abi)]
 
@@ -222,7 +227,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
                               "why": f"Python {target.python_version} cannot be built here; the board compiles "
                                      f"the kernels at install time with the bundled, pinned build tools"}
             install = {"mode": "on-board", "runtime": f"src/{sdist_name}.tar.gz", "requirements": pins,
-                       "build_requirements": _pins(tc.build_requirements)}
+                       "build_requirements": _pins(tc.build_requirements), "agent_requirements": agent_pins}
         else:
             kind, engine = choose_toolchain(opts.toolchain, tc, progress)
             if kind == "docker":
@@ -233,7 +238,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             kernels = compile_mod.check_wheel(wheel, tc, target)
             progress.say(f"    {wheel.name}: {len(kernels)} {tc.arch} kernels built with {' '.join(target.cflags)}")
             contents[f"wheels/{wheel.name}"] = wheel.read_bytes()
-            install = {"mode": "wheel", "runtime": f"clawdbot=={__version__}", "requirements": pins}
+            install = {"mode": "wheel", "runtime": f"clawdbot=={__version__}", "requirements": pins,
+                       "agent_requirements": agent_pins}
 
         contents["model/model.claw"] = claw
         contents.update(check_files)

@@ -2,6 +2,7 @@
 """Install a clawdbot bundle on this board, offline, from the bundle alone; then check it.
 
     python3 install.py [--prefix /opt/clawdbot] [--check] [--verify-only]
+    python3 install.py --enable-agent --trust build.pub.pem      # provision the device agent instead
 
 Copied verbatim into every bundle as install.py, so it uses the standard library only: pip itself comes
 from the bundle's pip wheel, run in this process (a wheel on sys.path is how pip documents running it from
@@ -81,9 +82,10 @@ def run_pip(bundle: Path, args: list[str]) -> None:
         raise InstallError(f"pip {' '.join(args[:2])} failed (exit {code}); its output is above")
 
 
-def stage(bundle: Path, slot: Path, manifest: dict) -> Path:
+def stage(bundle: Path, slot: Path, manifest: dict, extra: tuple[str, ...] = ()) -> Path:
     """Install the bundle into `slot` (replacing what was there): staged in a temp dir beside it and renamed,
-    so a slot directory is either complete or absent, whenever the power goes."""
+    so a slot directory is either complete or absent, whenever the power goes. `extra`: more requirements
+    the bundle carries wheels for (the agent's)."""
     slot.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{slot.name}.", dir=slot.parent))
     try:
@@ -92,7 +94,8 @@ def stage(bundle: Path, slot: Path, manifest: dict) -> Path:
         common = ["--no-index", "--find-links", wheels, "--no-compile", "--no-warn-script-location", "-q",
                   "--root-user-action=ignore"]
         if plan["mode"] == "wheel":
-            run_pip(bundle, ["install", *common, "--target", str(staging / "lib"), plan["runtime"], *plan["requirements"]])
+            run_pip(bundle, ["install", *common, "--target", str(staging / "lib"), plan["runtime"], *plan["requirements"],
+                             *extra])
         else:
             # on-board: compile the kernels here, with the bundle's pinned build tools and the target's flags
             build_env = staging / "build-env"
@@ -100,7 +103,7 @@ def stage(bundle: Path, slot: Path, manifest: dict) -> Path:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(build_env), os.environ.get("PYTHONPATH", "")])
             os.environ["CLAWDBOT_CFLAGS"] = " ".join(manifest["target"]["cpu"]["cflags"])
             run_pip(bundle, ["install", *common, "--no-build-isolation", "--target", str(staging / "lib"),
-                             str(bundle / plan["runtime"]), *plan["requirements"]])
+                             str(bundle / plan["runtime"]), *plan["requirements"], *extra])
             shutil.rmtree(build_env)
         shutil.copytree(bundle / "model", staging / "model")
         if (bundle / "boot").is_dir():  # the agent's boot files, for re-provisioning from an installed slot
@@ -169,6 +172,74 @@ def write_launcher(prefix: Path) -> Path:
     return launcher
 
 
+def enable_agent(bundle: Path, manifest: dict, root: Path, etc: Path, trust: list[Path], start: bool) -> list[str]:
+    """Provision this board for `claw agent` from the bundle alone: the agent's own install (runtime plus
+    the agent's requirements) in <root>/agent, the trusted public keys, the bundle's files as parts the
+    agent already holds (so flashing this bundle sends nothing), and the boot files in <etc>; then start it.
+    Returns what was done, for the user."""
+    done = []
+    agent_reqs = manifest["install"].get("agent_requirements")
+    if not agent_reqs:
+        raise InstallError(f"this bundle carries no wheels for the agent's requirements (no "
+                           f"install.agent_requirements for {manifest['python']['abi']}); provision the agent "
+                           f"from a bundle built with toolchains/board-agent-requirements-"
+                           f"{manifest['python']['abi']}.txt")
+    for rel in ("boot/clawdbot-agent", "boot/clawdbot-agent.service"):
+        if rel not in manifest["files"]:
+            raise InstallError(f"this bundle has no {rel}; rebuild it with a clawdbot that makes boot files")
+    if not trust and not any((root / "trusted").glob("*.pem")):
+        raise InstallError(f"give --trust KEY.pub.pem: the agent refuses every bundle until it trusts a key, "
+                           f"and {root / 'trusted'} has none")
+    site = stage(bundle, root / "agent", manifest, tuple(agent_reqs))
+    done.append(f"installed the agent ({manifest['bundle_id']} with {', '.join(agent_reqs)}) into {site}")
+    (root / "trusted").mkdir(parents=True, exist_ok=True)
+    for key in trust:
+        if b"BEGIN PUBLIC KEY" not in key.read_bytes():
+            raise InstallError(f"--trust {key}: not a PEM public key (give the .pub.pem, never the private key)")
+        _place(key.read_bytes(), root / "trusted" / key.name, 0o644)
+        done.append(f"trusted {key.name}")
+    parts = root / "parts"
+    parts.mkdir(exist_ok=True)
+    held = [bundle / rel for rel in manifest["files"]] + [bundle / "manifest.json"]
+    if (bundle / "manifest.json.sig").is_file():
+        held.append(bundle / "manifest.json.sig")
+    for path in held:
+        dest = parts / sha256(path)
+        if not dest.is_file():
+            _place(path.read_bytes(), dest, 0o644)
+    done.append(f"holds {len(held)} parts of {manifest['bundle_id']} in {parts}")
+    script = etc / "init.d" / "clawdbot-agent"
+    _place((bundle / "boot/clawdbot-agent").read_bytes(), script, 0o755)
+    _place((bundle / "boot/clawdbot-agent.service").read_bytes(),
+           etc / "systemd" / "system" / "clawdbot-agent.service", 0o644)
+    done.append(f"boot files: {script} and {etc / 'systemd/system/clawdbot-agent.service'}")
+    if start:
+        import subprocess
+        if Path("/run/systemd/system").is_dir():
+            for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "clawdbot-agent.service"]):
+                if subprocess.run(argv).returncode != 0:
+                    raise InstallError(f"{' '.join(argv)} failed; its output is above")
+            done.append("enabled and started clawdbot-agent.service")
+        else:
+            if subprocess.run([str(script), "start"]).returncode != 0:
+                raise InstallError(f"{script} start failed; see its log")
+            done.append(f"started the agent; have your init run `{script} start` at boot")
+    return done
+
+
+def _place(data: bytes, dest: Path, mode: int) -> None:
+    """Write `dest` whole or not at all: a temp file beside it, flushed, renamed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.new")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.chmod(mode)
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+
+
 def check(slot: Path, manifest: dict) -> float:
     """Run the bundled model on the recorded inputs; return the worst error relative to the output scale."""
     sys.path.insert(0, str(slot / "lib"))
@@ -209,6 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="run the bundled model and compare its outputs")
     parser.add_argument("--verify-only", action="store_true", help="only check the files' sha256 sums")
     parser.add_argument("--check-slot", metavar="DIR", help="only run the health check of an installed slot")
+    agent = parser.add_argument_group("provisioning the device agent (`claw agent`), instead of an install")
+    agent.add_argument("--enable-agent", action="store_true",
+                       help="install the agent, trust --trust keys, put its boot files in place and start it; "
+                            "then flash this board with `invoke flash`")
+    agent.add_argument("--trust", type=Path, action="append", default=[], metavar="KEY.pub.pem",
+                       help="a public key whose signed bundles the agent accepts (repeatable)")
+    agent.add_argument("--agent-root", type=Path, default=Path("/var/lib/clawdbot"),
+                       help="the agent's state: slots, parts, trusted keys (default /var/lib/clawdbot)")
+    agent.add_argument("--etc", type=Path, default=Path("/etc"), help="where the boot files go (default /etc)")
+    agent.add_argument("--no-start", action="store_true", help="only install; start nothing")
     args = parser.parse_args(argv)
     try:
         if args.check_slot:
@@ -221,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verify_only:
             return 0
         check_platform(manifest)
+        if args.enable_agent:
+            for line in enable_agent(HERE, manifest, args.agent_root.resolve(), args.etc, args.trust,
+                                     start=not args.no_start):
+                print(line)
+            return 0
         slot = install(HERE, Path(args.prefix).resolve(), manifest)
         print(f"installed {manifest['bundle_id']} into {slot}; {Path(args.prefix).resolve() / 'bin/claw'} runs it")
         if args.check:
