@@ -1,7 +1,9 @@
-"""Helpers for tests that talk to `claw serve`: Triton client inputs, waiting, and the server's JSON log."""
+"""Helpers for tests that talk to servers (`claw serve`, the agent's listener): Triton client inputs, waiting
+for a port, and the server's JSON log."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -33,3 +35,12 @@ def start_line(log_path: Path, proc: subprocess.Popen) -> dict:
 
 def log_records(log_path: Path) -> list[dict]:
     return [json.loads(line) for line in log_path.read_text().splitlines()]
+
+
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """Something listens on host:port (the probe connection is closed at once)."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False

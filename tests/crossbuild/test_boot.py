@@ -3,13 +3,12 @@ through its loopback listener, stop) with /etc/default-style overrides, and the 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from serve_testing import wait_until
+from serve_testing import accepts, wait_until
 
 from clawdbot.crossbuild.boot import SCRIPT, UNIT, boot_files
 from clawdbot.crossbuild.targets import load_target
@@ -41,14 +40,6 @@ def _sh(script: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=90)
 
 
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def test_start_status_stop_with_a_boards_own_settings(script, tmp_path):
     listen = free_port()
     defaults = tmp_path / "defaults"
@@ -60,7 +51,7 @@ def test_start_status_stop_with_a_boards_own_settings(script, tmp_path):
     started = _sh(script, "start", env=env)
     try:
         assert started.returncode == 0 and "clawdbot-agent: started" in started.stdout, started
-        wait_until(lambda: _listening(listen), timeout=60, what="the agent to listen")
+        wait_until(lambda: accepts(listen), timeout=60, what="the agent to listen")
         with Endpoint(f"socket://127.0.0.1:{listen}", baudrate=4_000_000) as ep:
             ep.connect()
             status = ep.request({"cmd": "status"})

@@ -6,13 +6,12 @@ before the agent installs, checks, switches and serves it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from serve_testing import wait_until
+from serve_testing import accepts, wait_until
 
 from clawdbot.crossbuild import bundle as bundle_mod
 from clawdbot.deploy.board import free_port
@@ -20,14 +19,6 @@ from clawdbot.deploy.flash import flash
 from deploy.test_ssh import _release, _served, keys  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.cross
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_enable_agent_then_boot_script_then_flash(x86_64_docker, keys, tmp_path):  # noqa: F811
@@ -58,7 +49,7 @@ def test_enable_agent_then_boot_script_then_flash(x86_64_docker, keys, tmp_path)
     started = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started
     try:
-        wait_until(lambda: _listening(listen), timeout=60,
+        wait_until(lambda: accepts(listen), timeout=60,
                    what=f"the agent to listen; its log: {(tmp_path / 'agent.log')}")
         result = flash(release, f"socket://127.0.0.1:{listen}", baudrate=4_000_000, say=lambda s: None,
                        progress=lambda *a: None)

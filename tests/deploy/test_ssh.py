@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from serve_testing import infer_input, wait_until
+from serve_testing import accepts, infer_input, wait_until
 
 from clawdbot.crossbuild import bundle as bundle_mod
 from clawdbot.deploy import signing
@@ -73,7 +73,7 @@ def sshd(cross_tools, tmp_path_factory):
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory; a fresh host may lack it
     proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: _accepts(port) or proc.poll() is not None, timeout=20, what="sshd to listen")
+        wait_until(lambda: accepts(port) or proc.poll() is not None, timeout=20, what="sshd to listen")
         assert proc.poll() is None, "sshd exited at start"
 
         def command(key: str = "user") -> str:
@@ -83,15 +83,6 @@ def sshd(cross_tools, tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def _accepts(port: int) -> bool:
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +118,7 @@ def agent(x86_64_docker, keys, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "clawdbot.cli", "agent", "--root", str(root), "--listen",
                              f"127.0.0.1:{listen}", "--serve-port", str(serve_port)], stdout=log, stderr=log)
     try:
-        wait_until(lambda: _accepts(listen) or proc.poll() is not None, timeout=30, what="the agent to listen")
+        wait_until(lambda: accepts(listen) or proc.poll() is not None, timeout=30, what="the agent to listen")
         assert proc.poll() is None, (root.parent / "agent.log").read_text()
         yield listen, serve_port, root
     finally:
