@@ -50,9 +50,10 @@ def demo(c, model="mobilenet_v2", batch=1):
 
 # Host packages the cross-build needs: the Docker engine, debootstrap for base images and sysroots, qemu-user
 # for the bundle test, qemu-system-arm for the emulated board, and the Debian compilers and Python the
-# --toolchain host path uses; OpenSSH (client, and a server the ssh flashing test logs in to).
+# --toolchain host path uses; OpenSSH (client, and a server the ssh flashing test logs in to); e2fsprogs
+# (mkfs.ext4 -d makes the emulated board's disk; not every minimal install has it).
 HOST_PACKAGES = ("docker.io", "debootstrap", "qemu-user", "qemu-system-arm", "gcc-aarch64-linux-gnu", "gcc",
-                 "python3.11", "python3.11-venv", "python3.11-dev", "openssh-client", "openssh-server")
+                 "python3.11", "python3.11-venv", "python3.11-dev", "openssh-client", "openssh-server", "e2fsprogs")
 
 
 def _progress(verbose: bool):

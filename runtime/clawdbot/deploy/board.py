@@ -8,21 +8,40 @@ booting Debian's arm64 kernel with the board's Debian userland as an initramfs.
         socket.create_connection(("127.0.0.1", board.host_port(5000)))
         serial.serial_for_url(board.serial_url)                       # the board's serial console
 
+    disk = make_disk(tmp / "board.img", 512, {"trusted/build.pub.pem": key})  # what DISK_MOUNT holds
+    board = EmulatedBoard(target, image, disk=disk).start()
+    board.kill()                                                      # pull the plug
+    EmulatedBoard(target, image, disk=disk).start()                   # boots from what the disk kept
+
 The image is the kernel (Debian's linux-image-arm64, a gzip'd arm64 Image that -kernel loads as is) and one
 initrd made of two concatenated gzip'd cpio archives, which the kernel unpacks in order: a base (the userland
 sysroot that qemu-user tests use, trimmed of headers, docs and static libraries, with precompiled .pyc files,
-the virtio modules and a static busybox), cached by its inputs, and a small overlay with our /init, the
+the virtio and ext4 modules and a static busybox), cached by its inputs, and a small overlay with our /init, the
 command and `extra_files`. Both are cached by their inputs and written staged-then-renamed, so a cache entry
 is complete or absent.
 
-/init (a POSIX sh script run by dash) mounts proc, sys and devtmpfs, loads virtio-pci, virtio-net and
-virtio-rng, configures eth0 as 10.0.2.15/24 via 10.0.2.2 (QEMU user networking's defaults), puts the console
-(ttyAMA0, the virt machine's PL011) into raw mode, prints the BOOT_MARKER line and then runs the command with
-its stdin, stdout and stderr on the console. When the command exits, the board powers off (QEMU exits).
+/init (a POSIX sh script run by dash) mounts proc, sys and devtmpfs, loads the virtio (pci, net, rng, blk)
+and ext4 modules, checks and mounts the board's disk if it has one (below), configures eth0 as 10.0.2.15/24
+via 10.0.2.2 (QEMU user networking's defaults), puts the console (ttyAMA0, the virt machine's PL011) into raw
+mode, prints the BOOT_MARKER line and then runs the command with its stdin, stdout and stderr on the console.
+When the command exits, the board powers off (QEMU exits).
 
 The console is a QEMU chardev on a host TCP server socket (one client at a time, e.g. pyserial's
 socket://127.0.0.1:PORT); QEMU also writes everything the guest prints to console.log, which wait_for reads,
 so waiting for a marker never takes the socket from a test that holds it.
+
+Persistent storage: without a disk the board is all RAM and forgets everything at power-off. A disk is a host
+raw image file with one ext4 file system and no partition table, made by make_disk (mkfs.ext4 -d: no root,
+no loop device) and attached as virtio-blk with QEMU's writeback cache. /init runs `e2fsck -p` on /dev/vda
+(replaying the journal after a power cut; `e2fsck -y` if -p gives up) and mounts it at DISK_MOUNT, the
+agent's root (slots, `current`, parts, trusted keys), before the command starts; the console says so in a
+line ending "mounted at DISK_MOUNT". An image must then keep nothing under DISK_MOUNT, which the mount would
+hide: EmulatedBoard refuses such a pair.
+
+EmulatedBoard.kill() is a power cut: SIGKILL to QEMU. The guest's page cache and whatever it had not yet
+sent to the disk are lost; what the disk acknowledged is in the image file (QEMU's writes sit in the host's
+page cache, which outlives QEMU), so it models a disk that keeps what it acknowledged, and tests the
+guest's ordering and fsyncs, not a disk that drops its own write cache.
 """
 from __future__ import annotations
 
@@ -51,10 +70,12 @@ from ..crossbuild.targets import Target
 from ..errors import ClawError
 
 BOOT_MARKER = "clawdbot-board: userland up"
-_VERSION = 3  # bump when the image layout or /init changes: part of every cache key
+_VERSION = 4  # bump when the image layout or /init changes: part of every cache key
 KERNEL_PACKAGES = ["busybox-static"]  # plus the target's kernel package (system_kernel_package)
 # Built as modules in Debian's arm64 kernel; their dependencies are found from each module's modinfo.
-MODULES = ["virtio_pci", "virtio_net", "virtio-rng"]
+# crc32c_generic: ext4 and jbd2 ask the crypto API for "crc32c" (metadata_csum), which nothing loads here.
+MODULES = ["virtio_pci", "virtio_net", "virtio-rng", "virtio_blk", "crc32c_generic", "ext4"]
+DISK_MOUNT = "/var/lib/clawdbot"  # where /init mounts the board's disk, if it has one
 GUEST_IP, GUEST_GATEWAY, GUEST_DNS = "10.0.2.15/24", "10.0.2.2", "10.0.2.3"
 
 ExtraFile = bytes | Path
@@ -276,6 +297,7 @@ def _base(target: Target, cache: Path, progress: Progress) -> tuple[Path, Path, 
                 cpio.dir(d, 0o1777 if d in ("tmp", "var/tmp") else 0o755)
             cpio.chardev("dev/console", 5, 1)
             cpio.chardev("dev/null", 1, 3, 0o666)
+            cpio.symlink("etc/mtab", "../proc/self/mounts")  # what mount, df and e2fsck read
             cpio.pycs(pycs)  # the standard library's
             cpio.dir("etc/clawdbot-board")
             cpio.file("etc/clawdbot-board/packages.json", (user / "packages.json").read_bytes())
@@ -312,6 +334,31 @@ $bb mount -t tmpfs tmpfs /run
 while read -r m; do
     $bb insmod "/lib/modules/@RELEASE@/$m" || echo "clawdbot-board: insmod $m failed"
 done < /etc/clawdbot-board/modules
+# The disk (a virtio device of type 2, block) may show up as /dev/vda a moment after its module loaded.
+if $bb grep -qx 0x0002 /sys/bus/virtio/devices/*/device 2>/dev/null; then
+    n=0
+    while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do $bb sleep 0.1; n=$((n + 1)); done
+    [ -b /dev/vda ] || echo "clawdbot-board: a virtio disk is attached but /dev/vda did not appear"
+fi
+if [ -b /dev/vda ]; then
+    # After a power cut the journal needs replaying; -p does that and fixes what is safe to fix unattended.
+    fsck="not run (no e2fsck in the userland; ext4 replays its journal at mount)"
+    if [ -x /sbin/e2fsck ]; then
+        /sbin/e2fsck -p /dev/vda
+        fsck=$?
+        if [ $fsck -ge 4 ]; then
+            echo "clawdbot-board: e2fsck -p /dev/vda: status $fsck; repairing with e2fsck -y"
+            /sbin/e2fsck -y /dev/vda
+            fsck=$?
+        fi
+    fi
+    $bb mkdir -p @DISK_MOUNT@
+    if $bb mount -t ext4 /dev/vda @DISK_MOUNT@; then
+        echo "clawdbot-board: /dev/vda (e2fsck status $fsck) mounted at @DISK_MOUNT@"
+    else
+        echo "clawdbot-board: cannot mount /dev/vda at @DISK_MOUNT@ (e2fsck status $fsck)"
+    fi
+fi
 $bb hostname @HOSTNAME@
 $bb ip link set lo up
 n=0
@@ -331,6 +378,7 @@ echo "@MARKER@ after $($bb cut -d' ' -f1 /proc/uptime) s"
 /bin/sh /etc/clawdbot-board/command.sh </dev/ttyAMA0 >/dev/ttyAMA0 2>&1
 echo "clawdbot-board: command exited with status $?; powering off"
 $bb sync
+$bb umount @DISK_MOUNT@ 2>/dev/null  # busy if the command left children behind: the sync covered it
 $bb poweroff -f
 """
 
@@ -381,6 +429,7 @@ def build_image(target: Target, cache: Path, progress: Progress | None = None,
     base, kernel, release, modules = _base(target, cache, progress)
     init = (_INIT.replace("@RELEASE@", release).replace("@IP@", GUEST_IP).replace("@GATEWAY@", GUEST_GATEWAY)
             .replace("@MARKER@", BOOT_MARKER).replace("@HOSTNAME@", target.name)
+            .replace("@DISK_MOUNT@", DISK_MOUNT)
             .replace("@STTY@", "stty -F /dev/ttyAMA0 raw -echo" if raw_console else "stty -F /dev/ttyAMA0 sane"))
     script = "exec " + shlex.join(command) + "\n"
     key = hashlib.sha256(json.dumps([_VERSION, base.name, init, script, compile_extra,
@@ -448,6 +497,85 @@ def build_image(target: Target, cache: Path, progress: Progress | None = None,
     return dest
 
 
+# -- the disk -------------------------------------------------------------------------------------------------
+
+# Pinned features instead of the host's mke2fs.conf: a newer host's defaults (orphan_file, ...) could be
+# unknown to the guest's e2fsck or kernel. These are ext4's defaults since e2fsprogs 1.43.
+_MKE2FS_CONF = """[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	default_mntopts = acl,user_xattr
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+[fs_types]
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+	}
+"""
+MIN_DISK_MIB = 16
+
+
+def make_disk(path: Path, size_mib: int, files: Mapping[str, ExtraFile] | None = None, *,
+              label: str = "clawdbot") -> Path:
+    """A raw disk image of size_mib MiB (sparse where the host allows) holding one ext4 file system, no
+    partition table, with `files` in it: path relative to the file system's root (DISK_MOUNT on the board)
+    -> bytes, or a host file or directory to copy. Written staged-then-renamed, so `path` is complete or
+    absent. Made by mkfs.ext4 -d (e2fsprogs >= 1.43): neither root nor a loop device is needed."""
+    path = Path(path)
+    if not isinstance(size_mib, int) or size_mib < MIN_DISK_MIB:
+        raise BoardError(f"make_disk {path}: size_mib must be an int of at least {MIN_DISK_MIB} (ext4 and its "
+                         f"journal need room), not {size_mib!r}")
+    mkfs = shutil.which("mkfs.ext4") or next((p for p in ("/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4")
+                                              if os.access(p, os.X_OK)), None)
+    if mkfs is None:
+        raise BoardError("mkfs.ext4 not found: apt-get install e2fsprogs (or `invoke setup`)")
+    files = dict(files or {})
+    for rel, src in files.items():
+        if not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in Path(rel).parts:
+            raise BoardError(f"make_disk files: {rel!r} is not a path relative to the disk's root")
+        if not isinstance(src, (bytes, bytearray, Path)):
+            raise BoardError(f"make_disk files[{rel!r}]: give bytes (the contents) or a Path (a host file or "
+                             f"directory), not {type(src).__name__}")
+        if isinstance(src, Path) and not src.exists():
+            raise BoardError(f"make_disk files[{rel!r}]: {src} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.tmp")
+    with tempfile.TemporaryDirectory(prefix=".disk-", dir=path.parent) as work:
+        tree = Path(work) / "root"
+        tree.mkdir(mode=0o755)
+        tree.chmod(0o755)  # the file system's root takes this directory's mode
+        for rel, src in sorted(files.items()):
+            dest = tree / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(src, (bytes, bytearray)):
+                dest.write_bytes(bytes(src))
+                dest.chmod(0o755 if bytes(src).startswith(b"#!") else 0o644)
+            elif src.is_dir():
+                shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dest)
+        conf = Path(work) / "mke2fs.conf"
+        conf.write_text(_MKE2FS_CONF)
+        staged.unlink(missing_ok=True)
+        with open(staged, "wb") as f:
+            f.truncate(size_mib << 20)
+        argv = [mkfs, "-F", "-q", "-t", "ext4", "-L", label, "-m", "0",
+                # Initialise inode tables and journal here, not by the guest's ext4lazyinit under TCG.
+                "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", str(tree), str(staged)]
+        try:
+            done = subprocess.run(argv, env={**os.environ, "MKE2FS_CONFIG": str(conf)}, capture_output=True,
+                                  text=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired:
+            staged.unlink(missing_ok=True)
+            raise BoardError(f"make_disk {path}: mkfs.ext4 took more than 300 s") from None
+        if done.returncode != 0:
+            staged.unlink(missing_ok=True)
+            why = (done.stderr.strip() or done.stdout.strip())[-2000:]
+            raise BoardError(f"make_disk {path}: mkfs.ext4 failed (exit {done.returncode}): {why}")
+    os.replace(staged, path)
+    return path
+
+
 # -- the board ------------------------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -472,12 +600,24 @@ class EmulatedBoard:
 
     def __init__(self, target: Target, image: Path, forwards: Mapping[int, int] | None = None,
                  serial_port: int | None = None, *, memory_mib: int | None = None, cpus: int | None = None,
-                 log_dir: Path | None = None, kernel_args: str = "", qemu: str = "qemu-system-aarch64"):
+                 log_dir: Path | None = None, kernel_args: str = "", qemu: str = "qemu-system-aarch64",
+                 disk: Path | None = None):
         _check_target(target)
         self.target = target
         self.image = Path(image)
         if not (self.image / "image.json").is_file():
             raise BoardError(f"{self.image} is not a board image (no image.json): make one with build_image")
+        # The board's persistent disk (make_disk), mounted at DISK_MOUNT; None: all state is in RAM.
+        self.disk = Path(disk) if disk is not None else None
+        if self.disk is not None:
+            if not self.disk.is_file():
+                raise BoardError(f"disk {self.disk} does not exist: make one with make_disk")
+            extra = json.loads((self.image / "image.json").read_text()).get("extra_files", [])
+            hidden = [g for g in extra if g == DISK_MOUNT or g.startswith(DISK_MOUNT + "/")]
+            if hidden:
+                raise BoardError(f"image {self.image.name} has {', '.join(hidden[:3])}"
+                                 f"{' …' if len(hidden) > 3 else ''} under {DISK_MOUNT}, where the disk is "
+                                 f"mounted and would hide it: put those on the disk (make_disk's files)")
         self.serial_port = serial_port or free_port()
         # Host port 0 means "any free one"; host_port(guest) says which.
         self.forwards = {(hp or free_port()): gp for hp, gp in (forwards or {}).items()}
@@ -516,7 +656,16 @@ class EmulatedBoard:
                              f"logfile={self.console_log},logappend=off"),
                 "-serial", "chardev:s0",
                 "-netdev", f"user,id=n0{fwd}", "-device", "virtio-net-pci,netdev=n0",
-                "-device", "virtio-rng-pci"]
+                "-device", "virtio-rng-pci", *self._disk_args()]
+
+    def _disk_args(self) -> list[str]:
+        if self.disk is None:
+            return []
+        # cache=writeback: the guest sees a volatile write cache and its flushes (fsync) reach the image
+        # file; QEMU's option syntax escapes a comma in the path by doubling it.
+        drive = str(self.disk.resolve()).replace(",", ",,")
+        return ["-drive", f"file={drive},format=raw,if=none,id=d0,cache=writeback",
+                "-device", "virtio-blk-pci,drive=d0"]
 
     def start(self) -> EmulatedBoard:
         if self.proc is not None:
@@ -598,6 +747,21 @@ class EmulatedBoard:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        _LIVE.discard(self)
+        return proc.returncode
+
+    def kill(self, timeout: float = 10) -> int | None:
+        """Pull the plug: SIGKILL to QEMU, which gets no chance to tidy up; the guest's page cache is lost as
+        on a real power cut. Returns QEMU's exit status (-9), None if the board was never started."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise BoardError(f"QEMU (pid {proc.pid}) still runs {timeout:.0f} s after SIGKILL") from None
         _LIVE.discard(self)
         return proc.returncode
 
