@@ -134,9 +134,15 @@ def test_an_agent_killed_before_the_switch_leaves_the_last_good_slot(board, rele
     run = subprocess.run([sys.executable, "-c", code, str(board.root), str(nxt)],
                          env={**os.environ, "CLAWDBOT_AGENT_FAULT": point}, capture_output=True, text=True)
     assert run.returncode == 86, run.stderr
+    # what the agent's service leaves when cut mid-deploy: the received bundle, hard-linked to the parts
+    (board.root / "bundle-k3x9").mkdir()
+    (board.root / "bundle-k3x9" / "manifest.json").write_text("{}")
     restarted = Agent(board.root)
     state = restarted.recover()
     assert state["active"] == "a" and _serving(restarted).endswith("-1")
+    assert state["slots"]["a"]["checked"] is True
+    assert state["slots"]["b"]["bundle_id"].endswith("-2") and state["slots"]["b"]["checked"] is (point == "checked")
+    assert not list(board.root.glob("bundle-*"))
     assert not list((board.root / "slots").glob(".*"))
     # and the next deploy goes through
     assert restarted.deploy(release("3"))["active"] == "b" and _serving(restarted).endswith("-3")

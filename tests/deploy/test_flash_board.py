@@ -26,13 +26,6 @@ SERVE_PORT = 8000
 pytestmark = pytest.mark.cross
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    d = tmp_path_factory.mktemp("keys")
-    signing.generate_keypair(d / "build.pem", d / "build.pub.pem")
-    return d
-
-
 def _signed(bundle: Path, key: Path, out_dir: Path) -> Path:
     """The same bundle with manifest.json.sig added, as `invoke build --sign-key` makes it."""
     with tarfile.open(bundle) as tar:
@@ -43,39 +36,6 @@ def _signed(bundle: Path, key: Path, out_dir: Path) -> Path:
     out = out_dir / bundle.name
     out.write_bytes(bundle_mod.deterministic_tar(files, top, 0))
     return out
-
-
-@pytest.fixture(scope="module")
-def rpi4():
-    from clawdbot.crossbuild.targets import load_target
-    return load_target("rpi4", ROOT / "targets")
-
-
-def _tiny_model(path: Path, seed: int = 0) -> Path:
-    """A 3x3 conv + relu + global pool + gemm: tens of KB, so the model part crosses the line in seconds."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(seed)
-    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
-    fc = numpy_helper.from_array(rng.standard_normal((8, 10)).astype(np.float32), "fc")
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="pool"),
-             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
-             helper.make_node("MatMul", ["f", "fc"], ["logits"], name="fc")]
-    graph = helper.make_graph(nodes, f"tiny{seed}", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], [w, fc])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(cross_tools, tmp_path_factory):
-    from clawdbot.crossbuild.build import BuildOptions, build
-    from clawdbot.crossbuild.progress import Progress
-    d = tmp_path_factory.mktemp("tiny")
-    return build(BuildOptions(root=ROOT, target="rpi4", model=str(_tiny_model(d / "tiny.onnx")), toolchain="docker",
-                              out=d, cache=CACHE), Progress())
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +110,6 @@ def _status(board) -> dict:
     with Endpoint(board.serial_url) as ep:
         ep.connect(attempts=CONNECT_ATTEMPTS)
         return ep.request({"cmd": "status"})
-
-
-@pytest.fixture(scope="module")
-def tiny_update(cross_tools, tmp_path_factory):
-    """The next release: other weights, the same runtime (so the same wheel bytes, by reproducibility)."""
-    from clawdbot.crossbuild.build import BuildOptions, build
-    from clawdbot.crossbuild.progress import Progress
-    d = tmp_path_factory.mktemp("tiny2")
-    return build(BuildOptions(root=ROOT, target="rpi4", model=str(_tiny_model(d / "tiny.onnx", seed=1)),
-                              toolchain="docker", out=d, cache=CACHE), Progress())
 
 
 def test_refused_bundles_leave_the_board_serving(board, tiny_update, keys, tmp_path):

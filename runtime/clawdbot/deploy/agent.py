@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..crossbuild import installer
@@ -27,6 +28,9 @@ from ..errors import ClawError
 from . import signing
 
 SLOTS = ("a", "b")
+CHECKED = "checked.txt"  # in a slot: it passed its health check (the check's output)
+BUNDLE_WORK_PREFIX = "bundle-"  # service.py assembles a received bundle in <root>/bundle-XXXX
+PAUSE_MARKER = "clawdbot-agent: paused at"
 
 
 class DeployError(ClawError):
@@ -34,9 +38,16 @@ class DeployError(ClawError):
 
 
 def _fault(point: str) -> None:
-    # Fault injection for the power-loss tests: the process dies here as if the plug were pulled.
+    # Fault injection for the power-loss tests: CLAWDBOT_AGENT_FAULT kills the process here as if the plug
+    # were pulled. CLAWDBOT_AGENT_PAUSE stops here and says so on the console, for a test that pulls the
+    # emulated board's real plug (the guest's page cache goes too) to hit this point every time; the pause is
+    # bounded so that a test which never pulls it leaves no agent stuck.
     if os.environ.get("CLAWDBOT_AGENT_FAULT") == point:
         os._exit(86)
+    if os.environ.get("CLAWDBOT_AGENT_PAUSE") == point:
+        with open("/dev/console", "w") as console:
+            console.write(f"\n{PAUSE_MARKER} {point}\n")
+        time.sleep(600)
 
 
 class Agent:
@@ -67,14 +78,18 @@ class Agent:
         slots = {}
         for s in SLOTS:
             m = self._manifest(s)
+            # checked: the slot passed its health check. A slot a deploy was cut short in (installed, never
+            # checked) is listed too, but current never points at one.
             slots[s] = None if m is None else {"bundle_id": m["bundle_id"], "model": m["model"]["name"],
-                                               "clawdbot": m["clawdbot_version"]}
+                                               "clawdbot": m["clawdbot_version"],
+                                               "checked": (self.root / "slots" / s / CHECKED).is_file()}
         return {"active": self.active(), "slots": slots, "mem_available_bytes": _mem_available()}
 
     def recover(self) -> dict:
-        """At start-up: drop half-staged slots an interrupted deploy left behind. `current` needs no repair:
-        it only ever points at a complete slot that passed its check."""
-        for leftover in (self.root / "slots").glob(".*"):
+        """At start-up: drop half-staged slots and the bundle directories (hard links to parts, which would
+        keep deleted parts' data alive) an interrupted deploy left behind. `current` needs no repair: it only
+        ever points at a complete slot that passed its check."""
+        for leftover in [*(self.root / "slots").glob(".*"), *self.root.glob(f"{BUNDLE_WORK_PREFIX}*")]:
             shutil.rmtree(leftover, ignore_errors=True)
         stale = self.root / ".current.new"
         if stale.is_symlink() or stale.exists():
@@ -108,6 +123,11 @@ class Agent:
             why = (check.stderr.strip().splitlines() or ["no output"])[-1]
             raise DeployError(f"bundle {manifest['bundle_id']} failed its health check in slot {slot.name}: "
                               f"{why}{keep}")
+        with open(slot / CHECKED, "w") as marker:
+            marker.write(check.stdout)
+            marker.flush()
+            os.fsync(marker.fileno())
+        installer.fsync_dir(slot)
         _fault("checked")
         installer.switch(self.root, slot)
         installer.write_launcher(self.root)

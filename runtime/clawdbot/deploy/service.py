@@ -21,7 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .agent import Agent, DeployError
+from .agent import BUNDLE_WORK_PREFIX, Agent, DeployError
 from .signing import SIGNATURE_FILE
 
 
@@ -66,7 +66,7 @@ class AgentHandler:
     def cmd_deploy(self, manifest: str, signature: str | None = None) -> dict:
         raw = self._part(manifest).read_bytes()
         listed = json.loads(raw)
-        with tempfile.TemporaryDirectory(prefix="bundle-", dir=self.agent.root) as work:
+        with tempfile.TemporaryDirectory(prefix=BUNDLE_WORK_PREFIX, dir=self.agent.root) as work:
             bundle = Path(work) / listed["bundle_id"]
             bundle.mkdir()
             (bundle / "manifest.json").write_bytes(raw)
