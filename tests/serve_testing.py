@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +47,18 @@ def accepts(port: int, host: str = "127.0.0.1") -> bool:
         return True
     except OSError:
         return False
+
+
+@contextmanager
+def claw_serve(args: list[str], log_path: Path) -> Iterator[tuple[subprocess.Popen, dict]]:
+    """`claw serve ARGS` as its own process, its JSON log in log_path; yields the process and its start line.
+    A process still running at the end (a failed test) is killed."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "clawdbot.cli", "serve", *args], stderr=log,
+                                stdout=subprocess.DEVNULL)
+    try:
+        yield proc, start_line(log_path, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

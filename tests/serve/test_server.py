@@ -27,7 +27,7 @@ from clawdbot.cli import main
 from clawdbot.serve import InferenceServer
 from clawdbot.tools import zoo
 from prometheus_client.parser import text_string_to_metric_families
-from serve_testing import infer_input, log_records, start_line, wait_until
+from serve_testing import claw_serve, infer_input, log_records, start_line, wait_until
 from tritonclient.utils import InferenceServerException
 
 W = np.linspace(-2, 2, 4, dtype=np.float32)  # add_relu's constant
@@ -457,12 +457,8 @@ def test_claw_serve_command(tmp_path):
     claw = tmp_path / "tiny.claw"
     assert main(["convert", str(_save(tmp_path, add_relu())), "-o", str(claw)]) == 0
     log_path = tmp_path / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "clawdbot.cli", "serve", str(claw), "--host", "127.0.0.1",
-                                 "--port", "0", "--queue", "4", "--workers", "2"], stderr=log,
-                                stdout=subprocess.DEVNULL)
-    try:
-        start = start_line(log_path, proc)
+    with claw_serve([str(claw), "--host", "127.0.0.1", "--port", "0", "--queue", "4", "--workers", "2"],
+                    log_path) as (proc, start):
         assert start["model"] == "tiny" and start["queue"] == 4 and start["workers"] == 2
         c = triton.InferenceServerClient(f"127.0.0.1:{start['port']}", connection_timeout=30, network_timeout=30)
         x = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -470,10 +466,6 @@ def test_claw_serve_command(tmp_path):
         c.close()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     events = [r["event"] for r in log_records(log_path)]
     assert events == ["start", "request", "stopping", "stop"]
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from clawdbot import ClawError, load
 from clawdbot.cli import main
 from clawdbot.crossbuild import bundle as bundle_mod
 from clawdbot.serve.source import model_source
-from serve_testing import infer_input, log_records, start_line
+from serve_testing import claw_serve, infer_input, log_records
 
 BUNDLE_ID = "clawdbot-0.1.0-x86_64-addrelu"
 
@@ -57,11 +55,7 @@ def _x() -> np.ndarray:
 
 def test_claw_serve_a_bundle_answers_under_the_manifests_name(bundle, tmp_path):
     log_path = tmp_path / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "clawdbot.cli", "serve", str(bundle), "--host", "127.0.0.1",
-                                 "--port", "0"], stderr=log, stdout=subprocess.DEVNULL)
-    try:
-        start = start_line(log_path, proc)
+    with claw_serve([str(bundle), "--host", "127.0.0.1", "--port", "0"], log_path) as (proc, start):
         assert start["model"] == "addrelu" and start["bundle"] == BUNDLE_ID
         c = triton.InferenceServerClient(f"127.0.0.1:{start['port']}", connection_timeout=30, network_timeout=30)
         y = c.infer("addrelu", [infer_input("x", _x())]).as_numpy("y")
@@ -69,10 +63,6 @@ def test_claw_serve_a_bundle_answers_under_the_manifests_name(bundle, tmp_path):
         np.testing.assert_allclose(y, ort_run(add_relu(), {"x": _x()})[0], rtol=1e-6)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert [r["event"] for r in log_records(log_path)] == ["start", "request", "stopping", "stop"]
 
 
