@@ -133,10 +133,47 @@ def _nbytes(name: str, t: TensorType, origin: str) -> int:
     return int(np.prod([int(d) for d in t.shape], dtype=np.int64)) * itemsize(t.dtype)
 
 
+@dataclass(frozen=True)
+class Lifetime:
+    """A buffer the schedule needs: `size` bytes from step `first` to step `last`, both included."""
+    name: str
+    size: int
+    first: int
+    last: int
+
+
+def lifetimes(graph: Graph, dims: Mapping[str, int] | None = None) -> list[Lifetime]:
+    """Every non-constant value of `graph` (inputs' symbolic dims bound from `dims`, as estimate_memory) with
+    its size and the steps it is live, in the CPU executor's order; a subgraph's peak is one buffer living at
+    its node's step. The arena planner places these."""
+    bound, _ = _bind_dims(graph, dict(dims or {}))
+    return _lifetimes(_copy(graph, bound), bound, known={}, skip=frozenset())
+
+
 def _profile(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.ndarray],
              skip: frozenset[str]) -> tuple[int, int, list[tuple[str, int]]]:
     """Re-infer `graph`'s types in place (its inputs' types already static) and walk its schedule: returns
-    (peak bytes, step of the peak, [(value, bytes) live there, largest first]).
+    (peak bytes, step of the peak, [(value, bytes) live there, largest first])."""
+    spans = _lifetimes(graph, dims, known, skip)
+    end = max(len(graph.nodes) - 1, 0)
+    # Sweep the steps: +bytes at a value's birth, -bytes the step after its last use.
+    delta = [0] * (end + 2)
+    for b in spans:
+        delta[b.first] += b.size
+        delta[b.last + 1] -= b.size
+    running, peak, peak_step = 0, -1, 0
+    for step in range(end + 1):
+        running += delta[step]
+        if running > peak:
+            peak, peak_step = running, step
+    live = [(b.name, b.size) for b in spans if b.first <= peak_step <= b.last]
+    live.sort(key=lambda item: -item[1])
+    return peak, peak_step, live
+
+
+def _lifetimes(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.ndarray],
+               skip: frozenset[str]) -> list[Lifetime]:
+    """Re-infer `graph`'s types in place (its inputs' types already static) and walk its schedule.
 
     known: values of inputs known at conversion time (subgraph inputs capturing a constant), for inference.
     skip: inputs that are no new memory — a subgraph's captures are an enclosing value, live at the holding
@@ -170,25 +207,9 @@ def _profile(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.ndarr
     for name in graph.outputs:
         if name in size:
             last[name] = end
-
-    # Sweep the steps: +bytes at a value's birth, -bytes the step after its last use.
-    delta = [0] * (end + 2)
-    for name, b in size.items():
-        delta[born[name]] += b
-        delta[last[name] + 1] -= b
-    for step, (_, b) in extra.items():
-        delta[step] += b
-        delta[step + 1] -= b
-    running, peak, peak_step = 0, -1, 0
-    for step in range(end + 1):
-        running += delta[step]
-        if running > peak:
-            peak, peak_step = running, step
-    live = [(n, b) for n, b in size.items() if born[n] <= peak_step <= last[n]]
-    if peak_step in extra:
-        live.append(extra[peak_step])
-    live.sort(key=lambda item: -item[1])
-    return peak, peak_step, live
+    spans = [Lifetime(name, b, born[name], last[name]) for name, b in size.items()]
+    spans += [Lifetime(what, b, step, step) for step, (what, b) in extra.items()]
+    return spans
 
 
 def _subgraph_peak(node: Node, types: dict[str, TensorType], values: Mapping[str, np.ndarray],
