@@ -35,7 +35,6 @@ window ahead of what was ACKed), last (total, total, average rate) once the boar
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..crossbuild.installer import sha256 as sha256_file
 from ..errors import ClawError
 from .link import (POLL, Link, LinkError, LinkLost, LinkTimeout, Msg, PeerRestarted, RemoteError, default_payload,
                    timeouts_for)
@@ -81,14 +81,6 @@ class SendResult:
     resumed_from: int  # the receiver's offset when this call started (== size: it held the part already)
     sent: int          # file bytes sent by this call
     seconds: float
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_name(sha256: Any) -> str:

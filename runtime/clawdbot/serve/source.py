@@ -3,7 +3,6 @@
 manifest's model entry, whose sha256 is checked first so a damaged bundle is refused before it serves."""
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
 from typing import Iterator
 
+from ..crossbuild.installer import sha256
 from ..errors import ClawError
 
 BUNDLE_FORMAT = 1
@@ -42,13 +42,9 @@ def _model_entry(manifest: dict, where: str) -> tuple[str, str, str]:
 
 
 def _check_sha256(path: Path, expected: str, where: str) -> None:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != expected:
-        raise ClawError(f"{where}: sha256 {h.hexdigest()} does not match the manifest's {expected}; "
-                        f"the bundle is damaged")
+    found = sha256(path)
+    if found != expected:
+        raise ClawError(f"{where}: sha256 {found} does not match the manifest's {expected}; the bundle is damaged")
 
 
 def _read_json(data: bytes, where: str) -> dict:
