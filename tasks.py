@@ -211,7 +211,7 @@ def board(c, target="rpi4", bundle=None, trust="keys/signing.pub.pem", serve_por
             raise Exit(f"error: {trusted} not found: make a signing pair with `invoke keygen` (the board trusts "
                        f"the public key; bundles built with --sign-key keys/signing.pem can be flashed)", code=2)
         with tempfile.TemporaryDirectory(prefix="clawdbot-factory-") as work:
-            files = factory_files(bundle, t, ROOT, ARTIFACTS / "cache", Path(work), trusted.read_bytes(),
+            files = factory_files(bundle, t, Path(work), trusted.read_bytes(),
                                   progress=progress)
             image = build_image(t, ARTIFACTS / "cache", progress, files, command=AGENT_COMMAND)
         with EmulatedBoard(t, image, forwards={int(serve_port): 8000}) as b:

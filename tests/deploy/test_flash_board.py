@@ -47,7 +47,7 @@ def board(rpi4, tiny_bundle, keys, tmp_path_factory):
     if shutil.which("qemu-system-aarch64") is None:
         pytest.fail("qemu-system-aarch64 missing: apt-get install qemu-system-arm (or `invoke setup`)")
     work = tmp_path_factory.mktemp("factory")
-    files = factory_files(tiny_bundle.bundle, rpi4, ROOT, CACHE, work, (keys / "build.pub.pem").read_bytes(),
+    files = factory_files(tiny_bundle.bundle, rpi4, work, (keys / "build.pub.pem").read_bytes(),
                           hold=lambda rel: rel.startswith("wheels/"), progress=Progress())
     image = build_image(rpi4, CACHE, Progress(), files, command=AGENT_COMMAND)
     with EmulatedBoard(rpi4, image, forwards={0: SERVE_PORT}, log_dir=tmp_path_factory.mktemp("board")) as b:

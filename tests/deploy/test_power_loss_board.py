@@ -134,7 +134,7 @@ def bench(rpi4, tiny_bundle, tiny_update, keys, tmp_path_factory):  # noqa: F811
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             pytest.fail(f"{tool} missing: apt-get install qemu-system-arm e2fsprogs (or `invoke setup`)")
     work = tmp_path_factory.mktemp("factory")
-    files = factory_files(tiny_bundle.bundle, rpi4, ROOT, CACHE, work, (keys / "build.pub.pem").read_bytes(),
+    files = factory_files(tiny_bundle.bundle, rpi4, work, (keys / "build.pub.pem").read_bytes(),
                           hold=lambda rel: rel.startswith("wheels/"), progress=Progress())
     # What the factory puts under the agent's root goes on the disk, where the agent keeps its state.
     state = {g: src for g, src in files.items() if g.startswith(DISK_MOUNT + "/")}

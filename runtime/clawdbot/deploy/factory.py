@@ -1,7 +1,7 @@
-"""A board's factory install: what has to be on a board before the first flash — the runtime and numpy from
-a bundle, plus the agent's own needs (cryptography for signatures, pyserial for the link) — installed with
-pip for the board's platform into one site directory, which an image (deploy/board.py) or an SD card
-carries. After that, everything arrives through the agent."""
+"""A board's factory install: what has to be on a board before the first flash — the runtime, numpy and the
+agent's own needs (cryptography for signatures, pyserial for the link), all from the bundle's wheels —
+installed with pip for the board's platform into one site directory, which an image (deploy/board.py) or an
+SD card carries. After that, everything arrives through the agent."""
 from __future__ import annotations
 
 import sys
@@ -11,28 +11,26 @@ from pathlib import Path
 from typing import Callable
 
 from ..crossbuild import bundle as bundle_mod
-from ..crossbuild import wheelhouse
 from ..crossbuild.progress import Progress
 from ..crossbuild.boot import SCRIPT
 from ..crossbuild.targets import Target
 from ..errors import ClawError
 
 
-def factory_site(bundle: Path, target: Target, root: Path, cache: Path, dest: Path,
-                 progress: Progress | None = None) -> Path:
+def factory_site(bundle: Path, target: Target, dest: Path, progress: Progress | None = None) -> Path:
     progress = progress or Progress()
-    req = root / "toolchains" / f"board-agent-requirements-{target.python_abi}.txt"
-    agent_wheels = wheelhouse.download(req, cache, progress, platforms=target.platforms,
-                                       python_version=target.python_version, abi=target.python_abi)
     manifest = bundle_mod.read_manifest(bundle)
+    agent_reqs = manifest["install"].get("agent_requirements")
+    if not agent_reqs:
+        raise ClawError(f"{bundle}: carries no wheels for the agent's requirements (install.agent_requirements); "
+                        f"rebuild it with `invoke build`")
     with tempfile.TemporaryDirectory(prefix="clawdbot-factory-") as work:
         top = bundle_mod.extract(bundle, Path(work))
         argv = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                "--root-user-action=ignore", "--no-index", "--find-links", str(top / "wheels"), "--find-links",
-                str(agent_wheels[0].parent), "--target", str(dest), "--only-binary=:all:", "--no-compile",
-                "--python-version", target.python_version, "--implementation", "cp", "--abi", target.python_abi,
-                "--abi", "abi3", "--abi", "none", manifest["install"]["runtime"], *manifest["install"]["requirements"],
-                "-r", str(req)]
+                "--root-user-action=ignore", "--no-index", "--find-links", str(top / "wheels"), "--target",
+                str(dest), "--only-binary=:all:", "--no-compile", "--python-version", target.python_version,
+                "--implementation", "cp", "--abi", target.python_abi, "--abi", "abi3", "--abi", "none",
+                manifest["install"]["runtime"], *manifest["install"]["requirements"], *agent_reqs]
         for p in target.platforms:
             argv += ["--platform", p]
         with progress.step(f"factory site for {target.name}: {manifest['bundle_id']} + agent requirements"):
@@ -46,12 +44,12 @@ AGENT_COMMAND = ["/etc/init.d/clawdbot-agent", "run"]
 EMULATED_DEFAULTS = b"CLAW_AGENT_PORT=/dev/ttyAMA0\nCLAW_AGENT_BAUD=115200\n"
 
 
-def factory_files(bundle: Path, target: Target, root: Path, cache: Path, work: Path, trusted_key: bytes,
+def factory_files(bundle: Path, target: Target, work: Path, trusted_key: bytes,
                   hold: Callable[[str], bool] = lambda rel: True, progress: Progress | None = None) -> dict:
     """Guest path -> content for a factory image: the factory site, the trusted public key, and the factory
     bundle's files as content-addressed parts the agent already holds (those `hold` picks by bundle path),
     so flashing the factory bundle, or an update sharing its wheels, sends only what differs."""
-    site = factory_site(bundle, target, root, cache, work / "site", progress)
+    site = factory_site(bundle, target, work / "site", progress)
     files: dict = {f"/usr/local/lib/python{target.python_version}/dist-packages": site,
                    "/var/lib/clawdbot/trusted/build.pub.pem": trusted_key,
                    "/etc/default/clawdbot-agent": EMULATED_DEFAULTS}
