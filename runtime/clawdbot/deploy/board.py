@@ -655,7 +655,7 @@ class EmulatedBoard:
                 "-chardev", (f"socket,id=s0,host=127.0.0.1,port={self.serial_port},server=on,wait=off,"
                              f"logfile={self.console_log},logappend=off"),
                 "-serial", "chardev:s0",
-                "-netdev", f"user,id=n0{fwd}", "-device", "virtio-net-pci,netdev=n0",
+                "-netdev", f"user,id=n0{fwd}", "-device", "virtio-net-pci,netdev=n0,romfile=",
                 "-device", "virtio-rng-pci", *self._disk_args()]
 
     def _disk_args(self) -> list[str]:
