@@ -23,7 +23,7 @@ from setuptools.command.build_py import build_py
 
 _PACKAGE = "clawdbot.hal.cpu._cython"
 _SOURCE_DIR = os.path.join("runtime", *_PACKAGE.split("."))
-_MODULES = ("im2col", "pool", "depthwise")
+_MODULES = ("im2col", "pool", "depthwise", "mathfn")
 # Cython output depends on these as well as on the .pyx/.pxd sources, but
 # cythonize only compares timestamps; remember the last configuration here and
 # force regeneration when it changes (see _config_changed).

@@ -26,15 +26,18 @@ def _is_claw(path: Path) -> bool:
 
 
 def load(model, *, driver: str = "cpu"):
-    """Load a .claw file (memory-mapped, zero-copy weights) or convert an ONNX model in memory; return a Session."""
+    """Load a .claw file (memory-mapped, zero-copy weights, its stored memory plan) or convert an ONNX model in
+    memory; return a Session."""
     from .session import Session
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.exists():
             raise ClawError(f"{path}: no such file")
         if path.suffix == ".claw" or _is_claw(path):
-            from .ir.clawfile import load_graph
-            return Session(load_graph(path), driver=driver)
+            from .ir.clawfile import load_model
+            from .plan.memory import from_stored
+            graph, plan = load_model(path)
+            return Session(graph, driver=driver, plan=from_stored(plan, str(path), driver))
     from .converter import ModelConverter
     graph = ModelConverter(source_framework="onnx").convert(model).graph
     return Session(graph, driver=driver, validate_graph=False)

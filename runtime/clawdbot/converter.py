@@ -25,10 +25,14 @@ class ClawModel:
     graph: Graph
     source: str = ""
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, dims: dict[str, int] | None = None) -> Path:
+        """Write the .claw file with the CPU driver's memory plan for `dims` (symbolic dims not given are 1),
+        so loading it needs no planning."""
         from .ir.clawfile import save_graph
+        from .plan.memory import plan_if_possible
         path = Path(path)
-        save_graph(path, self.graph)
+        plan = plan_if_possible(self.graph, dims)
+        save_graph(path, self.graph, None if plan is None else plan.to_dict())
         return path
 
     def session(self, driver: str = "cpu"):

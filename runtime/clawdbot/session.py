@@ -29,14 +29,15 @@ class IOSpec:
 
 
 class Session:
-    def __init__(self, graph: Graph, *, driver: str = "cpu", validate_graph: bool = True):
+    def __init__(self, graph: Graph, *, driver: str = "cpu", validate_graph: bool = True, plan=None):
         if validate_graph:
             validate(graph)
         self.graph = graph
         self.driver = get_driver(driver)
         self.inputs = [IOSpec(n, t.dtype, t.shape) for n, t in graph.input_types()]
         self.outputs = [IOSpec(n, t.dtype, t.shape) for n, t in graph.output_types()]
-        self._program = self.driver.compile(graph)
+        # A plan made for another driver does not apply; the driver plans for itself on first run.
+        self._program = self.driver.compile(graph, plan if plan is not None and plan.driver == driver else None)
 
     def _expected(self) -> str:
         return "; ".join(str(s) for s in self.inputs)

@@ -53,7 +53,7 @@ def test_rpi4_bundle_holds_aarch64_kernels_built_with_the_rpi4_flags(rpi4_docker
     name, wheel = _runtime_wheel(files)
     assert name.endswith("-cp311-cp311-linux_aarch64.whl")
     kernels = _kernels(wheel)
-    assert sorted(k.rsplit("/", 1)[1].split(".")[0] for k in kernels) == ["depthwise", "im2col", "pool"]
+    assert sorted(k.rsplit("/", 1)[1].split(".")[0] for k in kernels) == ["depthwise", "im2col", "mathfn", "pool"]
     assert set(kernels.values()) == {"aarch64"}
     assert "-mcpu=cortex-a72" in _cflags(wheel) and "-ffp-contract=off" in _cflags(wheel)
     # every dependency the board installs offline is there, for its platform
@@ -75,8 +75,10 @@ def test_rpi4_manifest_records_toolchain_versions_checksums_and_memory(rpi4_dock
         assert hashlib.sha256(files[rel]).hexdigest() == meta["sha256"], rel
     mem = m["model"]["memory"]
     assert mem["fits"] and mem["need_bytes"] < mem["budget_bytes"] == 2560 << 20
-    assert mem["need_bytes"] == mem["estimate"]["weights_bytes"] + mem["estimate"]["peak_activation_bytes"] \
-        + mem["runtime_overhead_bytes"]
+    assert mem["method"].startswith("arena plan")
+    assert mem["need_bytes"] == mem["weights_bytes"] + mem["arena_bytes"] + mem["runtime_overhead_bytes"]
+    assert mem["margin_bytes"] == mem["budget_bytes"] - mem["need_bytes"]
+    assert mem["lower_bound_bytes"] <= mem["arena_bytes"] and mem["efficiency"] >= 1.0
     assert m["model"]["name"] == "mobilenet_v2" and m["drivers"] == {"cpu": "built"}
 
 

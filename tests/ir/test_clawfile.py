@@ -352,11 +352,11 @@ def test_newer_minor_version_and_optional_extensions_are_read(tmp_path, saved):
     assert_same_graph(g, load_graph(write(tmp_path, patch_header(data, minor=7))))
     assert_same_graph(g, load_graph(write(tmp_path, patch_header(data, flags=0x1))))    # optional flag
     version, flags, sections = split(data)
-    plan = (4, 0, b"a future memory plan")                                             # optional section
-    assert_same_graph(g, load_graph(write(tmp_path, build(sections + [plan]))))
-    assert_same_graph(g, load_graph(write(tmp_path, build([plan] + sections))))
-    with pytest.raises(ClawFileError, match="needs a newer clawdbot.*kind 4"):
-        load_graph(write(tmp_path, build(sections + [(4, 1, b"required")])))
+    future = (9, 0, b"a future extension")                                             # optional section
+    assert_same_graph(g, load_graph(write(tmp_path, build(sections + [future]))))
+    assert_same_graph(g, load_graph(write(tmp_path, build([future] + sections))))
+    with pytest.raises(ClawFileError, match="needs a newer clawdbot.*kind 9"):
+        load_graph(write(tmp_path, build(sections + [(9, 1, b"required")])))
     with pytest.raises(ClawFileError, match="needs a newer clawdbot.*header flags"):
         load_graph(write(tmp_path, patch_header(data, flags=1 << 16)))
 

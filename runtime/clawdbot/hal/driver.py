@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node, TensorType
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,20 @@ class DriverCapabilities:
     dtypes: frozenset[str]
     memory_bytes: int | None       # device memory, None when it is host memory
     host_transfer_gbps: float | None  # None: shares host memory (no copies)
+
+
+@dataclass(frozen=True)
+class MemoryTraits:
+    """How a driver's kernel for one node uses memory; the arena planner (plan/memory.py) reads these.
+
+    A driver that declares nothing gets a buffer of its own for every output and no scratch, which is always
+    correct; declaring traits lets the plan share memory."""
+    view_of: int | None = None     # output 0 is input `view_of` seen with another shape: same bytes, no work
+    inplace: tuple[int, ...] = ()  # inputs whose buffer output 0 may overwrite when nothing reads them later
+    scratch_bytes: int = 0         # working memory the kernel needs while the node runs
+
+
+NO_TRAITS = MemoryTraits()
 
 
 class Executable(abc.ABC):
@@ -42,8 +56,15 @@ class Driver(abc.ABC):
         ops = self.capabilities().ops
         return [n.name or n.outputs[0] for n in graph.nodes if n.op not in ops]
 
+    def memory_traits(self, node: Node, in_types: Sequence[TensorType | None],
+                      out_types: Sequence[TensorType]) -> MemoryTraits:
+        """How this driver's kernel for `node` (with static types) uses memory."""
+        return NO_TRAITS
+
     @abc.abstractmethod
-    def compile(self, graph: Graph) -> Executable: ...
+    def compile(self, graph: Graph, plan=None) -> Executable:
+        """An executable for `graph`; with a MemoryPlan (plan/memory.py) made for this driver, intermediates
+        live in one arena laid out by it."""
 
 
 _DRIVERS: dict[str, Callable[[], Driver]] = {}

@@ -25,8 +25,8 @@ Header::
 
 Section table entry (32 bytes)::
 
-    +0   4  u32 kind       1 = metadata, 2 = constants index, 3 = constants data; 0 is invalid;
-                           other values are reserved for future kinds (a memory plan, ...)
+    +0   4  u32 kind       1 = metadata, 2 = constants index, 3 = constants data, 4 = memory plan;
+                           0 is invalid; other values are reserved for future kinds
     +4   4  u32 flags      bit 0 = required: a reader that does not know `kind` must refuse the file;
                            a reader skips unknown kinds without this bit. Other bits: 0, ignored.
     +8   8  u64 offset     file offset of the section's first byte
@@ -46,6 +46,9 @@ Sections (this writer's order; readers go by the table, not by position):
   ``dtype`` is one of ``clawdbot.ir.dtypes.DTYPES``; ``offset`` is relative to the start of the
   constants data section and a multiple of 64; ``nbytes`` = prod(shape) * itemsize.
 * constants data (kind 3): every constant's elements in C order, little-endian, bool as one byte (0 or 1).
+* memory plan (kind 4, optional, not marked required; added in 1.0 files by writers that plan): UTF-8 JSON
+  of ``clawdbot.plan.memory.MemoryPlan.to_dict()``, the arena layout made at conversion for one driver and
+  one binding of the symbolic dims. Its checksum is checked on every load; a reader without it plans itself.
 
 Every section starts at a file offset that is a multiple of 64, so every constant starts at a 64-byte aligned
 file offset, and since mmap bases are page-aligned, at a 64-byte aligned address in memory (SIMD loads,
@@ -89,11 +92,14 @@ ALIGNMENT = 64
 KIND_METADATA = 1
 KIND_CONSTANTS_INDEX = 2
 KIND_CONSTANTS_DATA = 3
+KIND_MEMORY_PLAN = 4
 SECTION_NAMES = {
     KIND_METADATA: "metadata",
     KIND_CONSTANTS_INDEX: "constants index",
     KIND_CONSTANTS_DATA: "constants data",
+    KIND_MEMORY_PLAN: "memory plan",
 }
+REQUIRED_KINDS = (KIND_METADATA, KIND_CONSTANTS_INDEX, KIND_CONSTANTS_DATA)
 SECTION_REQUIRED = 0x1
 HEADER_REQUIRED_FLAGS = 0xFFFF0000  # bits a reader must understand; 1.0 defines none
 KNOWN_HEADER_FLAGS = 0
@@ -107,7 +113,8 @@ MAX_SECTIONS = 256
 _MAX_HEADER = _FIXED.size + MAX_SECTIONS * _ENTRY.size + _CRC.size
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "ALIGNMENT", "SECTION_NAMES", "KIND_METADATA", "KIND_CONSTANTS_INDEX",
-           "KIND_CONSTANTS_DATA", "FormatVersion", "SectionInfo", "ClawHeader", "save_graph", "load_graph",
+           "KIND_CONSTANTS_DATA", "KIND_MEMORY_PLAN", "FormatVersion", "SectionInfo", "ClawHeader", "save_graph",
+           "load_graph", "load_model",
            "read_header"]
 
 
@@ -225,8 +232,9 @@ def _prepare_constants(graph: Graph, path: str) -> list[tuple[str, str, np.ndarr
     return out
 
 
-def save_graph(path: str | os.PathLike, graph: Graph) -> None:
-    """Write `graph` to `path` atomically: a failure at any point leaves an existing file there untouched."""
+def save_graph(path: str | os.PathLike, graph: Graph, plan: dict | None = None) -> None:
+    """Write `graph` to `path` atomically: a failure at any point leaves an existing file there untouched.
+    `plan` (JSON-able: plan/memory.py's MemoryPlan.to_dict()) goes into an optional memory plan section."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ClawFileError(f"{path}: is a directory; give a file name such as model.claw")
@@ -243,12 +251,14 @@ def save_graph(path: str | os.PathLike, graph: Graph) -> None:
                       "offset": data_len, "nbytes": int(arr.nbytes)})
         data_len += arr.nbytes
     index_bytes = _dumps(index)
+    plan_bytes = b"" if plan is None else _dumps(_jsonable(plan, "memory plan", path))
 
-    n = 3
+    n = 3 if plan is None else 4
     header_len = _FIXED.size + n * _ENTRY.size + _CRC.size
     meta_off = _align(header_len)
     index_off = _align(meta_off + len(metadata))
-    data_off = _align(index_off + len(index_bytes))
+    plan_off = _align(index_off + len(index_bytes))
+    data_off = _align(plan_off + len(plan_bytes))
     file_len = data_off + data_len
 
     # The data CRC is computed up front (memory-speed) so the file can be written front to back in one pass.
@@ -260,10 +270,14 @@ def save_graph(path: str | os.PathLike, graph: Graph) -> None:
     table = [(KIND_METADATA, meta_off, metadata, zlib.crc32(metadata)),
              (KIND_CONSTANTS_INDEX, index_off, index_bytes, zlib.crc32(index_bytes)),
              (KIND_CONSTANTS_DATA, data_off, None, data_crc)]
+    if plan is not None:
+        table.append((KIND_MEMORY_PLAN, plan_off, plan_bytes, zlib.crc32(plan_bytes)))
     head = bytearray(_FIXED.pack(MAGIC, *FORMAT_VERSION, 0, n, 0, file_len))
     for kind, off, payload, crc in table:
         length = data_len if payload is None else len(payload)
-        head += _ENTRY.pack(kind, SECTION_REQUIRED, off, length, crc, 0)
+        # A reader without plans can run the model all the same (it plans, or allocates, for itself).
+        flags = 0 if kind == KIND_MEMORY_PLAN else SECTION_REQUIRED
+        head += _ENTRY.pack(kind, flags, off, length, crc, 0)
     head += _CRC.pack(zlib.crc32(head))
     assert len(head) == header_len
 
@@ -273,7 +287,7 @@ def save_graph(path: str | os.PathLike, graph: Graph) -> None:
         with os.fdopen(fd, "wb") as f:
             # header | pad | metadata | pad | index | pad | (pad | constant)*, front to back.
             pos = 0
-            for off, chunk in ((0, head), (meta_off, metadata), (index_off, index_bytes)):
+            for off, chunk in ((0, head), (meta_off, metadata), (index_off, index_bytes), (plan_off, plan_bytes)):
                 _write(f, bytes(off - pos))
                 _write(f, chunk)
                 pos = off + len(chunk)
@@ -456,7 +470,8 @@ def _parse_header(head: bytes, size: int, path: str) -> ClawHeader:
     for a, b in zip(ordered, ordered[1:]):
         if b.offset < a.end:
             raise ClawFileError(f"{bad} the {a.name} and {b.name} sections overlap")
-    for kind, name in SECTION_NAMES.items():
+    for kind in REQUIRED_KINDS:
+        name = SECTION_NAMES[kind]
         if kind not in seen:
             raise ClawFileError(f"{bad} it has no {name} section")
     data = next(s for s in sections if s.kind == KIND_CONSTANTS_DATA)
@@ -580,6 +595,11 @@ def _check_index(index: Any, data: SectionInfo, path: str) -> list[tuple[str, st
 
 
 def load_graph(path: str | os.PathLike, *, verify: bool = True) -> Graph:
+    """The graph of `path` (see load_model); a memory plan section is not read."""
+    return load_model(path, verify=verify, plan=False)[0]
+
+
+def load_model(path: str | os.PathLike, *, verify: bool = True, plan: bool = True) -> tuple[Graph, dict | None]:
     """Map `path` read-only and return its graph; constants are zero-copy, read-only views into the map.
 
     The map stays open as long as any constant (or a view of one) is alive. verify=True checks every section's
@@ -595,13 +615,30 @@ def load_graph(path: str | os.PathLike, *, verify: bool = True) -> Graph:
     finally:
         os.close(fd)  # the map holds its own reference to the file
     try:
-        return _load(mm, path, verify)
+        return _load(mm, path, verify), _load_plan(mm, path) if plan else None
     except BaseException:
         try:
             mm.close()
         except BufferError:
             pass  # an array already points into it; it closes when that is collected
         raise
+
+
+def _load_plan(mm: mmap.mmap, path: str) -> dict | None:
+    """The memory plan section's JSON, or None when the file has none. Its checksum is checked whatever
+    `verify` says: the executor writes where it says."""
+    header = _parse_header(mm[:_MAX_HEADER], len(mm), path)
+    s = header.section(KIND_MEMORY_PLAN)
+    if s is None:
+        return None
+    raw = mm[s.offset:s.end]
+    if zlib.crc32(raw) != s.crc32:
+        raise ClawFileError(f"{path}: corrupted: checksum mismatch in the memory plan section (bytes "
+                            f"{s.offset}..{s.end})")
+    plan = _parse_json(raw, s, path)
+    if not isinstance(plan, dict):
+        raise ClawFileError(f"{path}: malformed memory plan section: expected a JSON object")
+    return plan
 
 
 def _load(mm: mmap.mmap, path: str, verify: bool) -> Graph:

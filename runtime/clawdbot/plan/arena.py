@@ -1,14 +1,15 @@
 """The static arena plan: one offset inside one buffer for every intermediate tensor, so that two tensors
 live at the same step never share a byte.
 
-Placement is greedy by size with best fit: buffers are taken largest first (ties: longest-lived, then
-earliest), and each goes into the smallest gap, among the buffers already placed whose lifetimes overlap
-its own, that holds it; with no such gap it goes after the highest of them. Large tensors placed first
-shape the arena and the small ones fill their gaps, which is why the result stays close to the lower bound:
-the most bytes live at any one step, which no plan can go below.
+Placement is greedy with best fit: buffers are taken largest first (ties: longest-lived, then earliest),
+and each goes into the smallest gap, among the buffers already placed whose lifetimes overlap its own, that
+holds it; with no such gap it goes after the highest of them. Large tensors placed first shape the arena and
+the small ones fill their gaps, which is why the result stays close to the lower bound: the most bytes live
+at any one step, which no plan can go below. The greedy is not optimal, so a few other orders (ORDERS) and
+first fit are tried as well and the smallest arena is kept; it costs milliseconds at conversion time.
 
-This is the planner alone (issue 5): the executor does not run from the plan yet, and in-place reuse and
-kernel scratch are not modelled (estimate.py's caveats apply to the sizes).
+plan/memory.py decides what the buffers are (in-place results and views share one; kernel scratch is a
+buffer of its own) and calls plan_offsets; plan_arena is the activations-only plan of estimate.py's values.
 """
 from __future__ import annotations
 
@@ -73,12 +74,35 @@ def plan_offsets(buffers: Sequence[Lifetime], alignment: int = ALIGNMENT) -> Are
         if b.size < 0 or b.first > b.last:
             raise ClawError(f"arena plan: buffer {b.name!r} has size {b.size} and steps {b.first}..{b.last}")
         seen.add(b.name)
-    order = sorted(buffers, key=lambda b: (-b.size, -(b.last - b.first), b.first, b.name))
+    offsets = min((_place(sorted(buffers, key=key), alignment, fit) for key in ORDERS.values()
+                   for fit in ("best", "first")), key=lambda o: _extent(o, buffers))
+    arena = max((offsets[b.name] + b.size for b in buffers), default=0)
+    return ArenaPlan(offsets, {b.name: b.size for b in buffers}, _align(arena, alignment),
+                     lower_bound(buffers), alignment)
+
+
+# The orders the greedy placement is tried in; the smallest arena wins. Largest first is TFLM's and usually
+# best; on ResNet-style graphs, where one-step im2col scratch is as large as the long-lived block inputs,
+# placing the longest-lived or earliest buffers first avoids stacking a block's tensors on top of scratch.
+ORDERS = {
+    "size": lambda b: (-b.size, -(b.last - b.first), b.first, b.name),
+    "area": lambda b: (-b.size * (b.last - b.first + 1), b.first, b.name),
+    "lifetime": lambda b: (-(b.last - b.first), -b.size, b.first, b.name),
+    "first use": lambda b: (b.first, -b.size, b.name),
+}
+
+
+def _extent(offsets: dict[str, int], buffers: Sequence[Lifetime]) -> int:
+    return max((offsets[b.name] + b.size for b in buffers), default=0)
+
+
+def _place(order: Sequence[Lifetime], alignment: int, fit: str) -> dict[str, int]:
+    """Each buffer, in `order`, into the smallest ("best") or lowest ("first") gap among the placed buffers
+    whose lifetimes overlap its own that holds it, else on top of them."""
     placed: list[tuple[Lifetime, int]] = []
     offsets: dict[str, int] = {}
     for b in order:
         need = _align(b.size, alignment)
-        # What b must not overlap, by offset; gaps between them (and below the lowest) are candidates.
         taken = sorted((off, off + _align(p.size, alignment)) for p, off in placed
                        if p.first <= b.last and b.first <= p.last)
         best, best_gap, top = None, None, 0
@@ -86,13 +110,13 @@ def plan_offsets(buffers: Sequence[Lifetime], alignment: int = ALIGNMENT) -> Are
             gap = start - top
             if gap >= need and (best_gap is None or gap < best_gap):
                 best, best_gap = top, gap
+                if fit == "first":
+                    break
             top = max(top, end)
         offset = best if best is not None else top
         offsets[b.name] = offset
         placed.append((b, offset))
-    arena = max((offsets[b.name] + b.size for b in buffers), default=0)
-    return ArenaPlan(offsets, {b.name: b.size for b in buffers}, _align(arena, alignment),
-                     lower_bound(buffers), alignment)
+    return offsets
 
 
 def plan_arena(graph: Graph, dims: Mapping[str, int] | None = None, alignment: int = ALIGNMENT) -> ArenaPlan:

@@ -1,8 +1,7 @@
-"""An estimate of a model's memory need at run time: its weights plus the peak of its live activations.
-
-Until the static arena planner exists, the cross-build compares this with a board's memory budget. The model
-of execution is the CPU executor's: nodes run in the graph's order and a value is freed after its last use.
-What it leaves out, and why the arena planner will differ:
+"""An estimate of a model's memory need at run time: its weights plus the peak of its live activations, and
+the liveness walk (bind dims, infer static types, size every value) that the memory plan (memory.py) is
+built on. The model of execution is nodes in the graph's order, a value freed after its last use. What the
+estimate leaves out, and why the memory plan differs:
 
 * every value gets its own buffer: a reshape or identity is counted as a copy though kernels may return a
   view, and no in-place reuse is assumed — this errs on the high side;
@@ -178,13 +177,48 @@ def _lifetimes(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.nda
     known: values of inputs known at conversion time (subgraph inputs capturing a constant), for inference.
     skip: inputs that are no new memory — a subgraph's captures are an enclosing value, live at the holding
     node's step anyway, or a weight."""
-    values = {**known, **graph.constants}
+    sized = infer_sizes(graph, dims, known, skip)
+    spans = [Lifetime(name, b, sized.born[name], sized.last[name]) for name, b in sized.size.items()]
+    spans += [Lifetime(what, b, step, step) for step, (what, b) in sized.extra.items()]
+    return spans
+
+
+@dataclass
+class Sizes:
+    """What one walk of a graph with bound dims finds: every value's bytes, birth and last use."""
+    size: dict[str, int]               # value -> bytes (graph inputs not skipped, node outputs)
+    born: dict[str, int]               # value -> step producing it (0 for graph inputs)
+    last: dict[str, int]               # value -> last step reading it (the last step for graph outputs)
+    extra: dict[int, tuple[str, int]]  # step -> (what, bytes): the peak of a subgraph that step's node runs
+    dynamic: dict[str, str]            # value -> why its size is unknown before run time (strict=False only)
+
+
+def infer_sizes(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.ndarray] | None = None,
+                skip: frozenset[str] = frozenset(), *, strict: bool = True) -> Sizes:
+    """Re-infer `graph`'s types in place (its inputs' types already static, e.g. a copy from `bind_graph`)
+    and size every value. strict: a size unknown before run time raises ClawError naming the value; else
+    the value is listed in `dynamic` (and left out of the sizes)."""
+    values = {**(known or {}), **graph.constants}
     syms: dict = {}
+    dynamic: dict[str, str] = {}
+
+    def nbytes(name: str, origin: str) -> int | None:
+        try:
+            return _nbytes(name, graph.types[name], origin)
+        except ClawError as e:
+            if strict:
+                raise
+            dynamic[name] = str(e)
+            return None
+
     for name, c in graph.constants.items():
         graph.types[name] = TensorType.of(c)
-    size = {n: _nbytes(n, graph.types[n], "a graph input") for n in graph.inputs if n not in skip}
+    size: dict[str, int] = {}
+    for n in graph.inputs:
+        if n not in skip and (b := nbytes(n, "a graph input")) is not None:
+            size[n] = b
     born = dict.fromkeys(size, 0)
-    extra: dict[int, tuple[str, int]] = {}  # step -> the peak of a subgraph run by that step's node
+    extra: dict[int, tuple[str, int]] = {}
     for step, node in enumerate(graph.nodes):
         sub = _subgraph_peak(node, graph.types, values, dims)
         if sub is not None:
@@ -193,8 +227,9 @@ def _lifetimes(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.nda
         for name, t in zip(node.outputs, infer_node(node, graph.types, values, syms)):
             if name:
                 graph.types[name] = merge(graph.types.get(name) if name in graph.outputs else None, t)
-                size[name] = _nbytes(name, graph.types[name], f"produced by {node}")
-                born[name] = step
+                if (b := nbytes(name, f"produced by {node}")) is not None:
+                    size[name] = b
+                    born[name] = step
 
     # A value lives from its birth to its last use, both included: a node reads its inputs while it writes its
     # outputs. Graph outputs live to the end. Constants and skipped inputs are not in `size`, so never counted.
@@ -207,9 +242,14 @@ def _lifetimes(graph: Graph, dims: Mapping[str, int], known: Mapping[str, np.nda
     for name in graph.outputs:
         if name in size:
             last[name] = end
-    spans = [Lifetime(name, b, born[name], last[name]) for name, b in size.items()]
-    spans += [Lifetime(what, b, step, step) for step, (what, b) in extra.items()]
-    return spans
+    return Sizes(size, born, last, extra, dynamic)
+
+
+def bind_graph(graph: Graph, dims: Mapping[str, int] | None = None) -> tuple[Graph, dict[str, int], tuple[str, ...]]:
+    """A copy of `graph` with its inputs' symbolic dims bound (a dim not in `dims` is 1 and listed as assumed),
+    ready for `infer_sizes`: (copy, every dim's size, the assumed dims)."""
+    bound, assumed = _bind_dims(graph, dict(dims or {}))
+    return _copy(graph, bound), bound, assumed
 
 
 def _subgraph_peak(node: Node, types: dict[str, TensorType], values: Mapping[str, np.ndarray],

@@ -8,6 +8,7 @@ from ...ir.graph import Graph
 from ..driver import Driver, DriverCapabilities, register_driver
 from .executor import CpuProgram
 from .kernels import KERNELS
+from .kernels.registry import memory_traits
 
 
 @register_driver("cpu")
@@ -19,5 +20,8 @@ class CpuDriver(Driver):
     def capabilities(self) -> DriverCapabilities:
         return DriverCapabilities("cpu", frozenset(KERNELS), frozenset(DTYPES), None, None)
 
-    def compile(self, graph: Graph) -> CpuProgram:
-        return CpuProgram(graph, check=self.check)
+    def memory_traits(self, node, in_types, out_types):
+        return memory_traits(node, in_types, out_types)
+
+    def compile(self, graph: Graph, plan=None) -> CpuProgram:
+        return CpuProgram(graph, check=self.check, plan=plan)

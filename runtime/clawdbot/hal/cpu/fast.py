@@ -2,7 +2,7 @@
 
 The CPU driver calls these functions for the ops where plain numpy is slow
 (im2col for convolution, pooling, depthwise convolution). Each one validates
-and normalises its arguments, allocates a new C-contiguous output, and runs
+and normalises its arguments, allocates a new C-contiguous output (or fills the caller's `out=`), and runs
 either the Cython kernel from clawdbot.hal.cpu._cython or the pure-numpy
 version from clawdbot.hal.cpu._numpy_kernels (also reachable as
 ``fast.numpy_impl`` so tests can exercise both).
@@ -107,24 +107,49 @@ def _array(x, ndim, layout):
     return x
 
 
-def im2col(x, kernel, stride, dilation, pads, out_hw):
-    """Unroll the windows of x [C, H, W] into [C*kh*kw, oh*ow].
+def _into(out, result):
+    """`result` written into the caller's `out` (the numpy fallbacks allocate their own)."""
+    if out is None:
+        return result
+    np.copyto(out, result)
+    return out
+
+
+def _target(out, shape, dtype):
+    """The caller's `out`, checked, or a new array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}, got "
+                         f"{out.dtype} {out.shape}")
+    return out
+
+
+def im2col(x, kernel, stride, dilation, pads, out_hw, out=None, row0=0):
+    """Unroll the windows of x [C, H, W] into [C*kh*kw, oh*ow] (into `out` when given).
 
     Row (c*kh + ky)*kw + kx, column oy*ow + ox holds
-    x[c, oy*sh + ky*dh - top, ox*sw + kx*dw - left], or 0 in padding.
+    x[c, oy*sh + ky*dh - top, ox*sw + kx*dw - left], or 0 in padding. With row0, output rows
+    row0 .. row0+oh-1 of the full unrolling (a band: the convolution's scratch stays small).
     """
     x = _array(x, 3, "[C, H, W]")
     kernel, stride, dilation, pads, out_hw = _geometry(
         kernel, stride, dilation, pads, out_hw)
+    row0 = operator.index(row0)
     if not _compiled_ok(x):
-        return numpy_impl.im2col(x, kernel, stride, dilation, pads, out_hw)
+        if row0:
+            full = numpy_impl.im2col(x, kernel, stride, dilation, pads, (row0 + out_hw[0], out_hw[1]))
+            return _into(out, full[:, row0 * out_hw[1]:])
+        return _into(out, numpy_impl.im2col(x, kernel, stride, dilation, pads, out_hw))
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    out = np.empty((x.shape[0] * kh * kw, oh * ow), dtype=x.dtype)
-    _c_im2col.im2col(x, kh, kw, sh, sw, dh, dw, pads[0], pads[1], oh, ow, out)
+    out = _target(out, (x.shape[0] * kh * kw, oh * ow), x.dtype)
+    # The kernel bounds-checks every input row, so a band is the same call with the top padding shifted
+    # (negative: the band starts inside the image).
+    _c_im2col.im2col(x, kh, kw, sh, sw, dh, dw, pads[0] - row0 * sh, pads[1], oh, ow, out)
     return out
 
 
-def max_pool2d(x, kernel, stride, dilation, pads, out_hw):
+def max_pool2d(x, kernel, stride, dilation, pads, out_hw, out=None):
     """Max over each (dilated) window of x [N, C, H, W] -> [N, C, oh, ow].
 
     Padding never contributes. NaN propagation is unspecified (the compiled
@@ -134,9 +159,9 @@ def max_pool2d(x, kernel, stride, dilation, pads, out_hw):
     kernel, stride, dilation, pads, out_hw = _geometry(
         kernel, stride, dilation, pads, out_hw)
     if not _compiled_ok(x):
-        return numpy_impl.max_pool2d(x, kernel, stride, dilation, pads, out_hw)
+        return _into(out, numpy_impl.max_pool2d(x, kernel, stride, dilation, pads, out_hw))
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    out = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
+    out = _target(out, x.shape[:2] + out_hw, x.dtype)
     _c_pool.max_pool2d(x, kh, kw, sh, sw, dh, dw, pads[0], pads[1], out)
     return out
 
@@ -163,7 +188,7 @@ def avg_pool2d(x, kernel, stride, pads, out_hw, count_include_pad):
     return out
 
 
-def depthwise_conv2d(x, w, bias, stride, dilation, pads, out_hw):
+def depthwise_conv2d(x, w, bias, stride, dilation, pads, out_hw, out=None):
     """Depthwise convolution: x [N, C, H, W], w [C, 1, kh, kw], bias [C] or None.
 
     out[n, c] = bias[c] + correlation of x[n, c] with w[c, 0] (ONNX Conv with
@@ -184,14 +209,14 @@ def depthwise_conv2d(x, w, bias, stride, dilation, pads, out_hw):
         w.shape[2:], stride, dilation, pads, out_hw)
     arrays = (x, w) if bias is None else (x, w, bias)
     if not (_compiled_ok(x) and np.result_type(*arrays) == x.dtype):
-        return numpy_impl.depthwise_conv2d(x, w, bias, stride, dilation, pads,
-                                           out_hw)
+        return _into(out, numpy_impl.depthwise_conv2d(x, w, bias, stride, dilation, pads,
+                                                      out_hw))
     # Weights and bias are small: converting them costs nothing next to x.
     w = np.ascontiguousarray(w, dtype=x.dtype)
     if bias is not None:
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
     (sh, sw), (dh, dw) = stride, dilation
-    out = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
+    out = _target(out, x.shape[:2] + out_hw, x.dtype)
     _c_depthwise.depthwise_conv2d(x, w, bias, sh, sw, dh, dw, pads[0], pads[1],
                                   out)
     return out

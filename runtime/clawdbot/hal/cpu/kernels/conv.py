@@ -18,7 +18,8 @@ import numpy as np
 
 from ....ir.ops._shapes import sliding_out, window_pads
 from ....ir.ops.conv import transpose_pads, window_params
-from .registry import kernel_factory
+from ...driver import NO_TRAITS, MemoryTraits
+from .registry import kernel_factory, writes_out
 
 try:  # the Cython kernels; absent only in a half-installed tree
     from .. import fast
@@ -133,27 +134,55 @@ def as_2d(win: Window) -> Window:
                   (0, win.pads[0], 0, win.pads[1]), (1, *win.out))
 
 
-def _conv2d_gemm(x, w, group, win: Window):
-    """[N, C, H, W] x [M, C/g, kh, kw] -> [N, M, oh, ow] with one im2col + batched GEMM per image."""
+def _pointwise(win: Window) -> bool:
+    return win.kernel == (1, 1) and win.strides == (1, 1) and not any(win.pads)
+
+
+# im2col scratch is taken in bands of whole output rows of at most this many bytes (at least one row): the
+# unrolled image of a ResNet stem would be 7 MB, as large as the activations themselves, and a band this
+# size also stays in cache for its GEMM.
+BAND_BYTES = 1 << 20
+
+
+def _band_rows(c_kk: int, oh: int, ow: int, itemsize: int) -> int:
+    return max(1, min(oh, BAND_BYTES // max(1, c_kk * ow * itemsize)))
+
+
+def _conv2d_gemm(x, w, group, win: Window, out=None, scratch=None):
+    """[N, C, H, W] x [M, C/g, kh, kw] -> [N, M, oh, ow]: im2col + batched GEMM per image, in bands of
+    output rows when `scratch` (bytes) is given. Into `out` when given."""
     n, c = x.shape[:2]
     m = w.shape[0]
     oh, ow = win.out
     wg = w.reshape(group, m // group, -1)          # free: the weight is contiguous
-    y = np.empty((n, m, oh * ow), dtype=x.dtype)
-    pointwise = win.kernel == (1, 1) and win.strides == (1, 1) and not any(win.pads)
-    use_fast = fast is not None
+    y = np.empty((n, m, oh * ow), dtype=x.dtype) if out is None else out.reshape(n, m, oh * ow)
+    pointwise = _pointwise(win)
+    c_kk = c * math.prod(win.kernel)
+    band = oh
+    if scratch is not None and fast is not None and not pointwise:
+        band = min(oh, scratch.nbytes // max(1, c_kk * ow * x.itemsize))
     for i in range(n):
         if pointwise:
-            cols = x[i].reshape(c, -1)
-        elif use_fast:
-            cols = fast.im2col(x[i], win.kernel, win.strides, win.dilations, win.pads, win.out)
+            _gemm(wg, x[i].reshape(c, -1), y[i], group)
+        elif fast is None:
+            _gemm(wg, _im2col_nd(x[i:i + 1], win)[0], y[i], group)
+        elif band >= oh and scratch is None:
+            _gemm(wg, fast.im2col(x[i], win.kernel, win.strides, win.dilations, win.pads, win.out), y[i], group)
         else:
-            cols = _im2col_nd(x[i:i + 1], win)[0]
-        if group == 1:
-            np.matmul(wg[0], cols, out=y[i])
-        else:
-            np.matmul(wg, cols.reshape(group, -1, cols.shape[-1]), out=y[i].reshape(group, m // group, -1))
+            for r0 in range(0, oh, max(band, 1)):
+                rows = min(band, oh - r0)
+                cols = scratch[:c_kk * rows * ow * x.itemsize].view(x.dtype).reshape(c_kk, rows * ow)
+                fast.im2col(x[i], win.kernel, win.strides, win.dilations, win.pads, (rows, ow), out=cols, row0=r0)
+                _gemm(wg, cols, y[i][:, r0 * ow:(r0 + rows) * ow], group)
     return y.reshape(n, m, oh, ow)
+
+
+def _gemm(wg, cols, y, group):
+    """y [M, L] = the grouped weight [g, M/g, K] times cols [g*K, L] (y may be a column band of a row)."""
+    if group == 1:
+        np.matmul(wg[0], cols, out=y)
+    else:
+        np.matmul(wg, cols.reshape(group, -1, cols.shape[-1]), out=y.reshape(group, wg.shape[1], -1))
 
 
 def _conv_nd(x, w, group, win: Window):
@@ -167,10 +196,28 @@ def _conv_nd(x, w, group, win: Window):
 
 
 def _is_depthwise(x, w, group) -> bool:
-    return group > 1 and group == x.shape[1] == w.shape[0] and w.shape[1] == 1
+    return _is_depthwise_shape(x.shape, w.shape, group)
 
 
-@kernel_factory("conv")
+def _is_depthwise_shape(xs, ws, group) -> bool:
+    return group > 1 and group == xs[1] == ws[0] and ws[1] == 1
+
+
+def conv_traits(node, in_types, out_types):
+    """Scratch for one image's im2col matrix, when the 2-D GEMM path will unroll into it."""
+    x, w = in_types[0], in_types[1]
+    if (x is None or w is None or not x.is_static or not w.is_static or len(x.shape) != 4
+            or x.dtype not in ("float32", "float64") or _is_depthwise_shape(x.shape, w.shape, node.attrs["group"])):
+        return NO_TRAITS
+    win = resolve_window(x.shape[2:], w.shape[2:], node.attrs)
+    if _pointwise(win):
+        return NO_TRAITS
+    c_kk, itemsize = x.shape[1] * math.prod(win.kernel), np.dtype(x.dtype).itemsize
+    rows = _band_rows(c_kk, win.out[0], win.out[1], itemsize)
+    return MemoryTraits(scratch_bytes=c_kk * rows * win.out[1] * itemsize)
+
+
+@kernel_factory("conv", traits=conv_traits)
 def conv_factory(node, in_types, out_types):
     attrs = node.attrs
     group = attrs["group"]
@@ -178,18 +225,20 @@ def conv_factory(node, in_types, out_types):
     geometry = window_cache(lambda xs, ws: resolve_window(xs[2:], ws[2:], attrs))
     weight = ConvertedWeight()
 
-    def run(x, w, b=None):
+    def run(x, w, b=None, out=None, scratch=None):
         win = geometry(x.shape, w.shape)
         work = compute_dtype(x.dtype)
         x, w = x.astype(work, copy=False), weight(w, work)
         b = None if b is None else b.astype(work, copy=False)
         rank = len(win.kernel)
+        # The arena's `out` is used directly where the result needs no cast; otherwise it is copied in.
+        direct = out if out is not None and out.dtype == work and out.flags.c_contiguous else None
         if rank == 2 and fast is not None and _is_depthwise(x, w, group):
             y = fast.depthwise_conv2d(np.ascontiguousarray(x), w, b, win.strides, win.dilations, win.pads,
-                                      win.out)
-            return y.astype(out_dtype, copy=False)
+                                      win.out, out=direct)
+            return _result(y, out, out_dtype)
         if rank == 2:
-            y = _conv2d_gemm(np.ascontiguousarray(x), np.ascontiguousarray(w), group, win)
+            y = _conv2d_gemm(np.ascontiguousarray(x), np.ascontiguousarray(w), group, win, direct, scratch)
         elif rank == 1:
             y = _conv2d_gemm(np.ascontiguousarray(x[:, :, None, :]), np.ascontiguousarray(w[:, :, None, :]),
                              group, as_2d(win))[:, :, 0, :]
@@ -197,8 +246,17 @@ def conv_factory(node, in_types, out_types):
             y = _conv_nd(x, w, group, win)
         if b is not None:
             y += b.reshape((1, -1) + (1,) * rank)
-        return y.astype(out_dtype, copy=False)
-    return run
+        return _result(y, out, out_dtype)
+    return writes_out(run)
+
+
+def _result(y, out, dtype):
+    """y as the kernel's result: `out` itself when y was computed there, else y cast (and copied into out)."""
+    if out is None:
+        return y.astype(dtype, copy=False)
+    if y is not out and not np.may_share_memory(y, out):
+        np.copyto(out, y, casting="unsafe")
+    return out
 
 
 # -- conv_transpose ---------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ import numpy as np
 
 from .registry import kernel, kernel_factory
 
-try:  # scipy's erf is exact to the last ulp; it is optional on a board.
-    from scipy.special import erf as _scipy_erf
-except ImportError:  # pragma: no cover - depends on the environment
-    _scipy_erf = None
+try:  # the C library's erf, compiled (hal/cpu/_cython/mathfn.pyx); numpy has none
+    from .._cython import mathfn as _c_math
+except ImportError:  # pragma: no cover - a half-built tree; the polynomial below stands in
+    _c_math = None
 
 
 def _same(x, like) -> np.ndarray:
@@ -25,8 +25,11 @@ def _same(x, like) -> np.ndarray:
 
 # -- arithmetic ------------------------------------------------------------------------------------------------
 def _binary(op: str, fn) -> None:
-    """A binary ufunc whose result keeps the first operand's dtype (and stays an array for 0-d operands)."""
-    kernel(op)(lambda a, b: _same(fn(a, b), a))
+    """A binary ufunc whose result keeps the first operand's dtype (and stays an array for 0-d operands).
+    Written into `out` when given, which may be either operand (numpy handles an exact overlap)."""
+    def run(a, b, out=None):
+        return _same(fn(a, b), a) if out is None else fn(a, b, out=out)
+    kernel(op, out=True, inplace=(0, 1))(run)
 
 
 for _op, _fn in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("min", np.minimum),
@@ -35,10 +38,13 @@ for _op, _fn in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("
     _binary(_op, _fn)
 
 
-@kernel("div")
-def div(a, b):
+@kernel("div", out=True, inplace=(0, 1))
+def div(a, b, out=None):
     if a.dtype.kind == "f":
-        return _same(np.divide(a, b), a)
+        return _same(np.divide(a, b), a) if out is None else np.divide(a, b, out=out)
+    if out is not None:
+        np.copyto(out, div(a, b))
+        return out
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.floor_divide(a, b)  # numpy floors and gives 0 for a zero divisor
         if a.dtype.kind == "i":
@@ -72,21 +78,27 @@ def mod(a, b, fmod):
     return _same(r, a)
 
 
-@kernel("clip")
-def clip(x, lo=None, hi=None):
+@kernel("clip", out=True, inplace=(0,))
+def clip(x, lo=None, hi=None, out=None):
     # max then min (not np.clip) so that lo > hi yields hi everywhere, as ONNX specifies.
-    y = None
+    if lo is None and hi is None:
+        if out is None:
+            return x
+        np.copyto(out, x)
+        return out
+    y = np.empty_like(x) if out is None else out
     if lo is not None:
-        y = np.maximum(x, lo.reshape(()), out=np.empty_like(x))
+        np.maximum(x, lo.reshape(()), out=y)
     if hi is not None:
-        # in place on the first result: one output array, not two
-        y = np.minimum(x if y is None else y, hi.reshape(()), out=np.empty_like(x) if y is None else y)
-    return x if y is None else y
+        np.minimum(x if lo is None else y, hi.reshape(()), out=y)  # in place on the first result
+    return y
 
 
 # -- unary math ------------------------------------------------------------------------------------------------
 def _unary(op: str, fn) -> None:
-    kernel(op)(lambda x: _same(fn(x), x))
+    def run(x, out=None):
+        return _same(fn(x), x) if out is None else fn(x, out=out)
+    kernel(op, out=True, inplace=(0,))(run)
 
 
 for _op, _fn in (("neg", np.negative), ("abs", np.abs), ("sign", np.sign), ("sqrt", np.sqrt), ("exp", np.exp),
@@ -117,14 +129,25 @@ def _erf_fallback(x: np.ndarray) -> np.ndarray:
     return np.where(t < _ERF_LIMIT, x64 * _erf_g(np.minimum(t, _ERF_LIMIT)), np.sign(x64))
 
 
-def erf(x: np.ndarray) -> np.ndarray:
-    """The Gauss error function in x's dtype (float16 is computed in float32)."""
-    if _scipy_erf is not None:
-        return _same(_scipy_erf(x.astype(np.float32) if x.dtype == np.float16 else x), x)
-    return _same(_erf_fallback(x), x)
+def erf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The Gauss error function in x's dtype (float16 is computed in float32), into `out` when given."""
+    if _c_math is not None and x.dtype in (np.float32, np.float64):
+        y = np.empty_like(x) if out is None else out
+        # The compiled loop takes flat contiguous arrays; anything else goes through a contiguous copy.
+        src = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+        dst = y if y.flags.c_contiguous else np.empty_like(src)
+        _c_math.erf(src.reshape(-1), dst.reshape(-1))
+        if dst is not y:
+            np.copyto(y, dst)
+        return y
+    r = _same(_erf_fallback(x), x)
+    if out is None:
+        return r
+    np.copyto(out, r)
+    return out
 
 
-kernel("erf")(erf)
+kernel("erf", out=True, inplace=(0,))(erf)
 
 
 @kernel("isnan")

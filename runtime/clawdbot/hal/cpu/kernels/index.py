@@ -22,9 +22,16 @@ def _scatter(out, where, updates, reduction):
     return out
 
 
-@kernel("gather")
-def gather(x, indices, axis=0):
-    return np.take(x, indices, axis=axis)  # np.take accepts negative indices
+@kernel("gather", out=True)
+def gather(x, indices, axis=0, out=None):
+    if out is None:
+        return np.take(x, indices, axis=axis)  # np.take accepts negative indices
+    # np.take buffers the whole output when it must raise on a bad index (mode="raise"): check the range
+    # here, then gather straight into out (mode="wrap" only maps the valid negative indices).
+    n = x.shape[axis]
+    if indices.size and (indices.max() >= n or indices.min() < -n):
+        raise IndexError(f"gather: index out of range for axis {axis} of size {n}")
+    return np.take(x, indices, axis=axis, out=out, mode="wrap")
 
 
 @kernel("gather_elements")

@@ -6,16 +6,19 @@ import numpy as np
 from .registry import kernel, kernel_factory
 
 
-@kernel("matmul")
-def matmul(a, b):
-    return np.matmul(a, b)
+@kernel("matmul", out=True)
+def matmul(a, b, out=None):
+    return np.matmul(a, b, out=out)
 
 
-@kernel("gemm")
-def gemm(a, b, c=None, *, alpha, beta, trans_a, trans_b):
-    y = np.matmul(a.T if trans_a else a, b.T if trans_b else b)
+@kernel("gemm", out=True)
+def gemm(a, b, c=None, *, alpha, beta, trans_a, trans_b, out=None):
+    if out is not None and a.dtype.kind != "f":
+        np.copyto(out, gemm(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b))
+        return out
+    y = np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
     if y.dtype.kind == "f":
-        # Scale and add in place: the product is a fresh array, so no extra [M, N] temporaries.
+        # Scale and add in place: the product is a fresh array (or the arena's), so no [M, N] temporaries.
         if alpha != 1.0:
             y *= y.dtype.type(alpha)
         if c is not None:

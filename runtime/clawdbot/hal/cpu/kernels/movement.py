@@ -15,12 +15,12 @@ def _ints(a) -> list[int]:
     return [int(v) for v in np.asarray(a).reshape(-1)]
 
 
-@kernel("identity")
+@kernel("identity", view_of=0)
 def identity(x):
     return x
 
 
-@kernel("reshape")
+@kernel("reshape", view_of=0)
 def reshape(x, shape, allowzero=False):
     target = _ints(shape)
     if not allowzero:
@@ -28,21 +28,24 @@ def reshape(x, shape, allowzero=False):
     return x.reshape(target)
 
 
-@kernel("flatten")
+@kernel("flatten", view_of=0)
 def flatten(x, axis=1):
     axis = axis + x.ndim if axis < 0 else axis
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     return x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64)))
 
 
-@kernel("transpose")
-def transpose(x, perm=()):
-    return np.transpose(x, perm or None)
+@kernel("transpose", out=True)
+def transpose(x, perm=(), out=None):
+    if out is None:
+        return np.transpose(x, perm or None)
+    np.copyto(out, np.transpose(x, perm or None))
+    return out
 
 
-@kernel("concat")
-def concat(*xs, axis=0):
-    return np.concatenate(xs, axis=axis)
+@kernel("concat", out=True)
+def concat(*xs, axis=0, out=None):
+    return np.concatenate(xs, axis=axis, out=out)
 
 
 @kernel_factory("split")
@@ -55,8 +58,8 @@ def split(node, in_types, out_types):
     return run
 
 
-@kernel("slice")
-def slice_(x, starts, ends, axes=None, steps=None):
+@kernel("slice", out=True)
+def slice_(x, starts, ends, axes=None, steps=None, out=None):
     starts, ends = _ints(starts), _ints(ends)
     axes = _ints(axes) if axes is not None else range(len(starts))
     steps = _ints(steps) if steps is not None else [1] * len(starts)
@@ -64,15 +67,18 @@ def slice_(x, starts, ends, axes=None, steps=None):
     # Python slice bounds clamp exactly as ONNX specifies, for both step signs.
     for a, s, e, st in zip(axes, starts, ends, steps):
         index[a] = slice(s, e, st)
-    return x[tuple(index)]
+    if out is None:
+        return x[tuple(index)]
+    np.copyto(out, x[tuple(index)])
+    return out
 
 
-@kernel("squeeze")
+@kernel("squeeze", view_of=0)
 def squeeze(x, axes=None):
     return np.squeeze(x, axis=None if axes is None else tuple(_ints(axes)))
 
 
-@kernel("unsqueeze")
+@kernel("unsqueeze", view_of=0)
 def unsqueeze(x, axes):
     return np.expand_dims(x, tuple(_ints(axes)))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .conv import compute_dtype
-from .registry import kernel, kernel_factory
+from ...driver import NO_TRAITS, MemoryTraits
+from .registry import kernel, kernel_factory, writes_out
 
 
 def _channel_shape(x):
@@ -21,15 +22,36 @@ def _centered(x, axes, epsilon):
     return d, mean, 1.0 / np.sqrt(var + epsilon)
 
 
-@kernel("batch_norm")
-def batch_norm(x, scale, bias, mean, var, *, epsilon):
-    work = compute_dtype(x.dtype)
-    # Fold the four channel vectors into y = x * a + b (two passes over x instead of four).
-    a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)
-    b = bias.astype(np.float64) - mean.astype(np.float64) * a
-    y = np.multiply(x, a.astype(work).reshape(_channel_shape(x)), dtype=work)  # the one new array
-    y += b.astype(work).reshape(_channel_shape(x))
-    return y.astype(x.dtype, copy=False)
+@kernel_factory("batch_norm", traits=MemoryTraits(inplace=(0,)))
+def batch_norm_factory(node, in_types, out_types):
+    epsilon = node.attrs["epsilon"]
+    folded: list = [None, None]  # (the four vectors it was made from, (a, b)): weights arrive unchanged
+
+    def fold(scale, bias, mean, var, work):
+        # Fold the four channel vectors into y = x * a + b (two passes over x instead of four), once.
+        key = (scale, bias, mean, var, work)
+        if folded[0] is None or any(p is not q for p, q in zip(folded[0], key)):
+            a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)
+            b = bias.astype(np.float64) - mean.astype(np.float64) * a
+            folded[:] = [key, (a.astype(work), b.astype(work))]
+        return folded[1]
+
+    def run(x, scale, bias, mean, var, out=None):
+        work = compute_dtype(x.dtype)
+        a, b = fold(scale, bias, mean, var, work)
+        shape = _channel_shape(x)
+        if out is not None and x.dtype == work:
+            np.multiply(x, a.reshape(shape), out=out)
+            out += b.reshape(shape)
+            return out
+        y = np.multiply(x, a.reshape(shape), dtype=work)  # the one new array
+        y += b.reshape(shape)
+        y = y.astype(x.dtype, copy=False)
+        if out is None:
+            return y
+        np.copyto(out, y)
+        return out
+    return writes_out(run)
 
 
 @kernel("instance_norm")
@@ -59,21 +81,62 @@ def group_norm(x, scale, bias, *, num_groups, epsilon):
     return y.astype(x.dtype, copy=False)
 
 
-@kernel_factory("layer_norm")
+def _layer_norm_traits(node, in_types, out_types):
+    """Scratch for the mean and variance rows (work dtype) when the output is computed in place."""
+    t = in_types[0]
+    if t is None or not t.is_static or t.dtype not in ("float32", "float64") or not t.shape:
+        return NO_TRAITS
+    rows = int(np.prod(t.shape[:node.attrs["axis"] % len(t.shape)], dtype=np.int64))
+    return MemoryTraits(inplace=(0,), scratch_bytes=2 * rows * np.dtype(t.dtype).itemsize)
+
+
+@kernel_factory("layer_norm", traits=_layer_norm_traits)
 def layer_norm_factory(node, in_types, out_types):
     axis, epsilon = node.attrs["axis"], node.attrs["epsilon"]
     stash = np.dtype(node.attrs["stash_dtype"])
 
-    def run(x, scale, bias=None):
+    def run(x, scale, bias=None, out=None, scratch=None):
         work = np.promote_types(compute_dtype(x.dtype), stash)
         axes = tuple(range(axis % x.ndim, x.ndim))
+        if out is not None and x.dtype == work and x.ndim:
+            return _layer_norm_into(x, scale, bias, axis % x.ndim, epsilon, out, scratch, stash)
         d, mean, inv = _centered(x.astype(work, copy=False), axes, epsilon)
         d *= inv
         d *= scale.astype(work, copy=False)
         if bias is not None:
             d += bias.astype(work, copy=False)
-        return d.astype(x.dtype, copy=False), mean.astype(stash, copy=False), inv.astype(stash, copy=False)
-    return run
+        y = d.astype(x.dtype, copy=False)
+        if out is not None:
+            np.copyto(out, y)
+            y = out
+        return y, mean.astype(stash, copy=False), inv.astype(stash, copy=False)
+    return writes_out(run)
+
+
+def _layer_norm_into(x, scale, bias, axis, epsilon, out, scratch, stash):
+    """Layer norm written into `out` (which may be x) with the statistics in `scratch`: rows x cols views,
+    a row mean, x - mean in out, the variance as a row-wise dot product (no squared copy)."""
+    rows = int(np.prod(x.shape[:axis], dtype=np.int64))
+    cols = x.size // rows if rows else 0
+    kept = x.shape[:axis] + (1,) * (x.ndim - axis)
+    if scratch is not None and scratch.nbytes >= 2 * rows * x.itemsize:
+        stats = scratch[:2 * rows * x.itemsize].view(x.dtype).reshape(2, rows)
+    else:
+        stats = np.empty((2, rows), dtype=x.dtype)
+    mean, var = stats[0], stats[1]
+    x2, y2 = x.reshape(rows, cols), out.reshape(rows, cols)
+    np.mean(x2, axis=1, out=mean)
+    np.subtract(x2, mean[:, None], out=y2)
+    np.einsum("ij,ij->i", y2, y2, out=var)
+    var /= x.dtype.type(cols)
+    var += x.dtype.type(epsilon)
+    np.sqrt(var, out=var)
+    np.reciprocal(var, out=var)  # now 1 / sqrt(var + epsilon)
+    y2 *= var[:, None]
+    out *= scale
+    if bias is not None:
+        out += bias
+    return out, mean.reshape(kept).astype(stash, copy=False), var.reshape(kept).astype(stash, copy=False)
 
 
 @kernel("rms_norm")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._numpy_kernels import lowest
 from .conv import Window, as_2d, compute_dtype, fast, padded, resolve_window, taps, window_cache
-from .registry import kernel, kernel_factory
+from .registry import kernel, kernel_factory, writes_out
 
 
 def _fast_2d(win: Window):
@@ -71,21 +71,33 @@ def max_pool_factory(node, in_types, out_types):
     want_indices = len(node.outputs) > 1 and bool(node.outputs[1])
     column_major = attrs["storage_order"] == 1
 
-    def run(x):
+    def run(x, out=None):
         win = geometry(x.shape)
         if want_indices:
-            return _max_pool_with_indices(x, win, column_major)
+            y, idx = _max_pool_with_indices(x, win, column_major)
+            return _into(y, out), idx
         w2 = _fast_2d(win)
         if w2 is not None:
             x4 = x.reshape(x.shape[:2] + (1,) * (4 - x.ndim) + x.shape[2:])
-            y = fast.max_pool2d(np.ascontiguousarray(x4), w2.kernel, w2.strides, w2.dilations, w2.pads, w2.out)
-            return y.reshape(x.shape[:2] + win.out), None
+            direct = out if out is not None and x.ndim == 4 and out.dtype == x.dtype else None
+            y = fast.max_pool2d(np.ascontiguousarray(x4), w2.kernel, w2.strides, w2.dilations, w2.pads, w2.out,
+                                out=direct)
+            return _into(y.reshape(x.shape[:2] + win.out), out), None
         buf = padded(x, win, lowest(x.dtype))
         y = None
         for _, view in taps(buf, win):
             y = view.copy() if y is None else np.maximum(y, view, out=y)
-        return y, None
-    return run
+        return _into(y, out), None
+    return writes_out(run)
+
+
+def _into(y, out):
+    """y, copied into the arena's `out` unless it was computed there."""
+    if out is None or y is out:
+        return y
+    if not np.may_share_memory(y, out):
+        np.copyto(out, y)
+    return out
 
 
 # -- average and lp ---------------------------------------------------------------------------------------
@@ -161,10 +173,16 @@ def _spatial_axes(x):
     return tuple(range(2, x.ndim))
 
 
-@kernel("global_avg_pool")
-def global_avg_pool(x):
-    return np.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=compute_dtype(x.dtype)).astype(x.dtype,
-                                                                                              copy=False)
+@kernel("global_avg_pool", out=True)
+def global_avg_pool(x, out=None):
+    work = compute_dtype(x.dtype)
+    if out is not None and work == x.dtype:
+        return np.mean(x, axis=_spatial_axes(x), keepdims=True, out=out)
+    y = np.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=work).astype(x.dtype, copy=False)
+    if out is None:
+        return y
+    np.copyto(out, y)
+    return out
 
 
 @kernel("global_max_pool")
