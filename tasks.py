@@ -292,4 +292,17 @@ def bench(c, model="resnet50", threads=1, runs=20):
     c.run(f"clawbench {path} --threads {threads} --runs {runs}", echo=True)
 
 
-ns = Collection(setup, base_image, toolchain, build, keygen, flash, board, test, demo, conformance, bench)
+@task(help={"models": "comma-separated zoo model names (default: resnet50,mobilenet_v2,efficientnet_b0,bert_encoder)",
+            "repeat": "measured runs per runtime, after one warm-up", "json": "also write raw samples here"})
+def loadbench(c, models="", repeat=5, json=None):
+    """Cold load time and peak RSS, clawdbot next to onnxruntime: one fresh process per run."""
+    cmd = f"{PY} -m clawdbot.tools.loadbench --repeat {repeat}"
+    if models:
+        cmd += f" --models {models}"
+    if json:
+        cmd += f" --json {json}"
+    c.run(cmd, echo=True)
+
+
+ns = Collection(setup, base_image, toolchain, build, keygen, flash, board, test, demo, conformance, bench,
+                loadbench)
