@@ -1,7 +1,7 @@
 """`claw`: convert models, inspect .claw files, run them, list the op set.
 
-    claw convert MODEL.onnx -o MODEL.claw
-    claw info MODEL.claw
+    claw convert MODEL.onnx -o MODEL.claw [--dims batch=4] [--target BOARD [--ram MIB]]
+    claw info MODEL.claw [--dims batch=4] [--memory-plot OUT.png]
     claw run MODEL.claw --input input=x.npy [-o OUTDIR]
     claw ops
     claw serve MODEL_OR_BUNDLE [--host H] [--port P] [--name NAME] [--queue N] [--workers N]
@@ -41,15 +41,81 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
         raise
 
 
+def _parse_dims(specs: list[str] | None) -> dict[str, int] | None:
+    """--dims batch=4 (repeated, or comma-separated): the symbolic input dims to plan memory for."""
+    if not specs:
+        return None
+    dims: dict[str, int] = {}
+    for item in (i.strip() for spec in specs for i in spec.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        size = int(value) if value.strip().isdigit() else 0
+        if not sep or not name.strip() or size < 1:
+            raise ClawError(f"--dims {item!r}: expected NAME=SIZE with a positive size, e.g. batch=4")
+        dims[name.strip()] = size
+    return dims
+
+
+# Target files live in the source checkout, next to the package directory (runtime/clawdbot).
+TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
+
+
+def _load_target(name: str):
+    from .crossbuild.targets import load_target
+    return load_target(name, TARGETS_DIR)
+
+
+def _plan_for(path_or_graph, dims: dict[str, int] | None, graph=None):
+    """The memory plan of a .claw file (or of a graph) for `dims`: the plan stored in the file at conversion
+    when it was made for these dims, else one made now. `graph`: the file's graph, if already loaded."""
+    from .plan import memory
+    is_path = isinstance(path_or_graph, (str, os.PathLike))
+    if is_path:
+        plan = memory.stored_plan(path_or_graph)
+        if plan is not None and _made_for(plan, dims):
+            return plan
+    if graph is None:
+        graph = _load_graph(path_or_graph) if is_path else path_or_graph
+    return memory.plan_memory(graph, dims)
+
+
+def _made_for(plan, dims: dict[str, int] | None) -> bool:
+    """No dims asked for: the file's plan, whatever it was made for. Else only one made for exactly these
+    (a dim the plan assumed was not given, so asking for it, even at 1, replans to say so)."""
+    return dims is None or {k: v for k, v in plan.dims.items() if k not in plan.assumed} == dims
+
+
+def _check_budget(name: str, plan, target, ram_mib: int | None) -> str:
+    """The line saying how much of the board's budget the model leaves; over budget raises BuildError (exit 2),
+    with the same verdict and message as `invoke build`."""
+    from .crossbuild.build import memory_report
+    r = memory_report(name, plan, target, ram_mib)
+    taking = f"; taking {', '.join(f'{d}=1' for d in r['assumed'])} (set with --dims)" if r["assumed"] else ""
+    uncounted = f"; not counted: {', '.join(r['dynamic'])} (sized at run time)" if r["dynamic"] else ""
+    return (f"memory: needs {r['need_bytes'] / 2**20:.1f} MiB of {target.name}'s {r['budget_bytes'] / 2**20:.0f} "
+            f"MiB budget ({r['ram_mib']} MiB RAM): {r['margin_bytes'] / 2**20:.1f} MiB to spare{taking}{uncounted}")
+
+
 def cmd_convert(args) -> int:
     from .converter import ModelConverter
+    dims = _parse_dims(args.dims)
+    if args.target is None and args.ram is not None:
+        raise ClawError("--ram picks the board's RAM variant for the memory check: give --target too")
+    target = _load_target(args.target) if args.target else None
+    if target is not None:
+        target.variant(args.ram)  # an unknown RAM size fails before the conversion's work
     src = Path(args.model)
     out = Path(args.output) if args.output else src.with_suffix(".claw")
     model = ModelConverter(source_framework=args.framework, target_format="claw_ir").convert(str(src))
-    model.save(out)
+    plan = _plan_for(model.graph, dims) if target is not None else None
+    budget = _check_budget(src.stem, plan, target, args.ram) if target is not None else None
+    model.save(out, dims, plan=plan)
     s = model.summary()
     print(f"{src} -> {out}: {s['nodes']} nodes, {s['params']:,} parameters ({_human(s['param_bytes'])}), "
           f"file {_human(out.stat().st_size)}")
+    if budget:
+        print(budget)
     return 0
 
 
@@ -58,10 +124,50 @@ def _load_graph(path: str):
     return load_graph(path)
 
 
+def _bytes(n: int) -> str:
+    return f"{n:,} B" if n < 1024 else f"{n:,} B ({_human(n)})"
+
+
+def _memory_lines(plan) -> list[str]:
+    if plan.dims:
+        dims = ", ".join(f"{k}={v}" for k, v in plan.dims.items())
+        dims += f" (assumed, not given: {', '.join(plan.assumed)}; set with --dims)" if plan.assumed else ""
+    else:
+        dims = "none (static input shapes)"
+    shared, views = plan.shared_values(), len(plan.views)
+    scratch = [b.size for b in plan.buffers if b.name.startswith("scratch:")]
+    lines = [f"memory:      planned for the {plan.driver} driver, dims {dims}",
+             f"  weights:     {_bytes(plan.weights_bytes)}",
+             f"  arena:       {_bytes(plan.arena_bytes)}",
+             f"  lower bound: {_bytes(plan.lower_bound)}",
+             f"  efficiency:  {plan.efficiency:.3f} (arena / lower bound)",
+             f"  sharing:     {shared} values share a buffer ({shared - views} in place, {views} as views)",
+             f"  scratch:     {_bytes(sum(scratch))} in {len(scratch)} kernel buffers"]
+    if plan.dynamic:
+        lines.append(f"  dynamic:     {', '.join(plan.dynamic)} (outside the arena: sized at run time)")
+    return lines
+
+
+def _info_plan(args, graph, dims: dict[str, int] | None):
+    """(plan, None), or (None, why) when the plan was not asked for and cannot be made: a model whose memory
+    cannot be planned is still worth describing. Asked for (--dims, --memory-plot), the error is the user's."""
+    try:
+        return _plan_for(args.file, dims, graph=graph), None
+    except ClawError as e:
+        if dims is not None or args.memory_plot:
+            raise
+        return None, str(e)
+
+
 def cmd_info(args) -> int:
     from .ir.clawfile import read_header
+    dims = _parse_dims(args.dims)
+    if args.memory_plot:
+        from .plan.plot import require_matplotlib
+        require_matplotlib()
     graph = _load_graph(args.file)
     header = read_header(args.file)
+    plan, why = _info_plan(args, graph, dims)
     ops: dict[str, int] = {}
     for op in graph.iter_ops():
         ops[op] = ops.get(op, 0) + 1
@@ -77,6 +183,11 @@ def cmd_info(args) -> int:
     print("ops:")
     for op, count in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {op:<24} {count}")
+    for line in _memory_lines(plan) if plan else [f"memory:      no plan: {why}"]:
+        print(line)
+    if args.memory_plot:
+        from .plan.plot import plot_plan
+        print(f"memory plot: {plot_plan(plan, args.memory_plot, graph.name or Path(args.file).stem)}")
     return 0
 
 
@@ -167,9 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="source model (.onnx)")
     c.add_argument("-o", "--output", help="output .claw path (default: next to the model)")
     c.add_argument("--framework", default="onnx", help="source framework (default: onnx)")
+    c.add_argument("--target", metavar="BOARD",
+                   help="check the model's planned memory against this board's budget (targets/BOARD.toml); "
+                        "over budget, exit 2 and write nothing")
+    c.add_argument("--ram", type=_positive_int, metavar="MIB",
+                   help="the board's RAM variant in MiB (default: the target's default)")
+    c.add_argument("--dims", action="append", metavar="NAME=SIZE",
+                   help="symbolic input dims to plan memory for (the plan stored in the file, and --target's "
+                        "check), e.g. batch=4; repeat, or separate with commas; others are taken as 1")
     c.set_defaults(func=cmd_convert)
-    i = sub.add_parser("info", help="describe a .claw file: ops, parameters, sizes")
+    i = sub.add_parser("info", help="describe a .claw file: ops, parameters, sizes, memory plan")
     i.add_argument("file")
+    i.add_argument("--dims", action="append", metavar="NAME=SIZE",
+                   help="plan memory for these symbolic input dims, e.g. batch=4 (others are taken as 1)")
+    i.add_argument("--memory-plot", metavar="OUT.png",
+                   help="draw the arena over time as a PNG (needs matplotlib: pip install 'clawdbot[plot]')")
     i.set_defaults(func=cmd_info)
     r = sub.add_parser("run", help="run a model on .npy inputs and write .npy outputs")
     r.add_argument("model", help=".claw (or .onnx) model")

@@ -25,13 +25,13 @@ class ClawModel:
     graph: Graph
     source: str = ""
 
-    def save(self, path: str | os.PathLike, dims: dict[str, int] | None = None) -> Path:
+    def save(self, path: str | os.PathLike, dims: dict[str, int] | None = None, plan=None) -> Path:
         """Write the .claw file with the CPU driver's memory plan for `dims` (symbolic dims not given are 1),
-        so loading it needs no planning."""
+        so loading it needs no planning. `plan`: one already made for this graph and these dims."""
         from .ir.clawfile import save_graph
         from .plan.memory import plan_if_possible
         path = Path(path)
-        plan = plan_if_possible(self.graph, dims)
+        plan = plan if plan is not None else plan_if_possible(self.graph, dims)
         save_graph(path, self.graph, None if plan is None else plan.to_dict())
         return path
 

@@ -48,10 +48,12 @@ def test_a_model_over_the_budget_fails_fast_with_both_numbers(tmp_path, no_downl
     with pytest.raises(BuildError) as e:
         build(_opts(tmp_path, target="rpi4", model=str(path)), Progress())
     msg = str(e.value)
-    need = 2 * 24000 * 24000 * 4 / 2**20 + build_mod.RUNTIME_OVERHEAD_MIB
-    assert f"needs {need:.1f} MiB" in msg
+    # The arena holds y alone (24000 * 24000 * 4 B, already 64-byte aligned); the input x is as large.
+    y_mib = 24000 * 24000 * 4 / 2**20
+    assert f"needs {2 * y_mib + build_mod.RUNTIME_OVERHEAD_MIB:.1f} MiB" in msg
     assert "rpi4 (4096 MiB RAM) allows 2560.0 MiB" in msg
-    assert "peak activations" in msg and "relu_node" in msg
+    assert f"arena {y_mib:.1f} MiB (lower bound {y_mib:.1f} MiB) + inputs {y_mib:.1f} MiB" in msg
+    assert f"Biggest at step 0: y {y_mib:.1f} MiB" in msg and "\n" not in msg
     assert not (tmp_path / "out").exists()
 
 
@@ -62,6 +64,32 @@ def test_the_8gb_variant_has_room_for_it(tmp_path):
     assert report["fits"] and report["budget_bytes"] == 6144 << 20
     with pytest.raises(TargetError, match="rpi4.* has no 3000 MiB RAM variant; its variants: 2048, 4096, 8192 MiB"):
         build_mod.check_memory("huge", graph, load_target("rpi4", ROOT / "targets"), 3000, {})
+
+
+def test_the_memory_report_is_the_arena_plan_with_its_margin():
+    from clawdbot.converter import ModelConverter
+    from clawdbot.plan.memory import plan_memory
+    graph = ModelConverter().convert(_huge_relu()).graph
+    plan = plan_memory(graph)
+    r = build_mod.check_memory("huge", graph, load_target("rpi4", ROOT / "targets"), 8192, {})
+    assert r["method"].startswith("arena plan")
+    assert (r["weights_bytes"], r["arena_bytes"], r["lower_bound_bytes"]) == \
+        (plan.weights_bytes, plan.arena_bytes, plan.lower_bound)
+    assert r["efficiency"] == round(plan.efficiency, 4)
+    assert r["runtime_overhead_bytes"] == build_mod.RUNTIME_OVERHEAD_MIB << 20
+    assert r["inputs_bytes"] == 24000 * 24000 * 4
+    assert r["need_bytes"] == (plan.weights_bytes + plan.arena_bytes + r["inputs_bytes"]
+                               + r["runtime_overhead_bytes"])
+    assert r["margin_bytes"] == r["budget_bytes"] - r["need_bytes"] > 0
+    assert r["biggest"] == [{"buffer": "y", "bytes": 24000 * 24000 * 4}]
+    assert r["dims"] == {} and r["assumed"] == [] and r["ram_mib"] == 8192
+
+
+def test_a_model_that_cannot_be_planned_names_the_model():
+    from clawdbot.converter import ModelConverter
+    graph = ModelConverter().convert(_huge_relu()).graph
+    with pytest.raises(BuildError, match="model huge: no memory plan: .*batch"):
+        build_mod.check_memory("huge", graph, load_target("rpi4", ROOT / "targets"), None, {"batch": 4})
 
 
 def test_unknown_target_lists_the_known_ones(tmp_path, no_downloads):

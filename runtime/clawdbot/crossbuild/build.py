@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from .boot import boot_files
 from .progress import Progress
 from .targets import Target, load_target
 from .toolchains import Toolchain, load_toolchain
+
+if TYPE_CHECKING:
+    from ..plan.memory import MemoryPlan
 
 DEFAULT_MODEL = "mobilenet_v2"
 # Peak RSS of a Python process that imported numpy and clawdbot and ran a one-node session: 57 MiB on the
@@ -82,23 +86,45 @@ def convert_model(spec: str | None, quantize: int | None):
 
 
 def check_memory(name: str, graph, target: Target, ram_mib: int | None, dims: dict[str, int]) -> dict:
-    from ..plan.estimate import estimate_memory
-    est = estimate_memory(graph, dims)
+    return memory_report(name, plan_model(name, graph, dims), target, ram_mib)
+
+
+def plan_model(name: str, graph, dims: dict[str, int]) -> MemoryPlan:
+    """The CPU memory plan the bundle's .claw carries and the budget is checked against."""
+    from ..plan.memory import plan_memory
+    try:
+        return plan_memory(graph, dims)
+    except ClawError as e:
+        raise BuildError(f"model {name}: no memory plan: {e}") from None
+
+
+def memory_report(name: str, plan: MemoryPlan, target: Target, ram_mib: int | None) -> dict:
+    """The budget verdict on `plan` for the target's RAM variant, shared by `invoke build` and
+    `claw convert --target`: the manifest's memory report, or a BuildError (one line) when it does not fit."""
     variant = target.variant(ram_mib)
     overhead = RUNTIME_OVERHEAD_MIB << 20
-    need = est.total_bytes(overhead)
+    need = plan.total_bytes(overhead)
     budget = variant.budget_mib << 20
-    report = {"estimate": est.to_dict(), "runtime_overhead_bytes": overhead, "need_bytes": need,
-              "ram_mib": variant.ram_mib, "budget_bytes": budget, "fits": need <= budget,
-              "method": "estimate: weights + peak live activations + runtime overhead (no arena plan yet)"}
+    report = {"method": "arena plan: weights + planned arena + graph inputs + runtime overhead",
+              "driver": plan.driver, "dims": dict(plan.dims), "assumed": list(plan.assumed),
+              "weights_bytes": plan.weights_bytes, "arena_bytes": plan.arena_bytes, "inputs_bytes": plan.inputs_bytes,
+              "lower_bound_bytes": plan.lower_bound, "efficiency": round(plan.efficiency, 4),
+              "runtime_overhead_bytes": overhead, "need_bytes": need, "ram_mib": variant.ram_mib,
+              "budget_bytes": budget, "margin_bytes": budget - need, "fits": need <= budget,
+              "biggest": [{"buffer": n, "bytes": b} for n, b in plan.contributors(5)],
+              "dynamic": list(plan.dynamic)}  # values sized at run time: not in the arena, so not in need_bytes
     if need > budget:
-        top = ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in est.contributors(5))
-        raise BuildError(
-            f"model {name} needs {need / 2**20:.1f} MiB but {target.name} ({variant.ram_mib} MiB RAM) allows "
-            f"{budget / 2**20:.1f} MiB: weights {est.weights_bytes / 2**20:.1f} MiB + peak activations "
-            f"{est.peak_activation_bytes / 2**20:.1f} MiB (at {est.peak_node}) + runtime "
-            f"{RUNTIME_OVERHEAD_MIB} MiB. Biggest: {top}")
+        raise BuildError(over_budget_message(name, plan, target.name, variant.ram_mib, need, budget))
     return report
+
+
+def over_budget_message(name: str, plan: MemoryPlan, target: str, ram_mib: int, need: int, budget: int) -> str:
+    top = ", ".join(f"{n} {b / 2**20:.1f} MiB" for n, b in plan.contributors(5))
+    return (f"model {name} needs {need / 2**20:.1f} MiB but {target} ({ram_mib} MiB RAM) allows "
+            f"{budget / 2**20:.1f} MiB: weights {plan.weights_bytes / 2**20:.1f} MiB + arena "
+            f"{plan.arena_bytes / 2**20:.1f} MiB (lower bound {plan.lower_bound / 2**20:.1f} MiB) + inputs "
+            f"{plan.inputs_bytes / 2**20:.1f} MiB + runtime "
+            f"{RUNTIME_OVERHEAD_MIB} MiB. Biggest at step {plan.peak_step()}: {top or 'none'}")
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -124,10 +150,10 @@ def reference_run(graph) -> tuple[dict[str, bytes], dict, dict]:
     return files, ins, outs_map
 
 
-def _claw_bytes(graph) -> bytes:
+def _claw_bytes(graph, plan: MemoryPlan) -> bytes:
     from ..ir.clawfile import save_graph
     with tempfile.TemporaryDirectory() as d:
-        save_graph(Path(d) / "model.claw", graph)
+        save_graph(Path(d) / "model.claw", graph, plan.to_dict())
         return (Path(d) / "model.claw").read_bytes()
 
 
@@ -182,12 +208,14 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             raise
         except ClawError as e:
             raise BuildError(f"model {opts.model or DEFAULT_MODEL}: {e}") from None
-        memory = check_memory(name, graph, target, opts.ram_mib, opts.dims)
-        assumed = memory["estimate"]["assumed"]
+        plan = plan_model(name, graph, opts.dims)
+        memory = memory_report(name, plan, target, opts.ram_mib)
+        assumed = memory["assumed"]
         progress.say(f"    needs {memory['need_bytes'] / 2**20:.1f} MiB of {target.name}'s "
-                     f"{memory['budget_bytes'] / 2**20:.0f} MiB budget"
+                     f"{memory['budget_bytes'] / 2**20:.0f} MiB budget "
+                     f"({memory['margin_bytes'] / 2**20:.1f} MiB to spare)"
                      + (f" (taking {', '.join(f'{d}=1' for d in assumed)}; set others with --dims)" if assumed else ""))
-        claw = _claw_bytes(graph)
+        claw = _claw_bytes(graph, plan)
         check_files, check_in, check_out = reference_run(graph)
 
     drivers = {}

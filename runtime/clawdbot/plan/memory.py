@@ -52,6 +52,7 @@ class MemoryPlan:
     dynamic: tuple[str, ...]         # values outside the arena (sizes known only at run time)
     weights_bytes: int
     steps: int = 0                   # nodes in the graph the plan was made for
+    inputs_bytes: int = 0            # the graph inputs: the caller's arrays, outside the arena but in memory
     notes: dict[str, str] = field(default_factory=dict)  # dynamic value -> why
 
     @property
@@ -70,12 +71,13 @@ class MemoryPlan:
         return self.arena.offsets[self.slots[value].buffer]
 
     def total_bytes(self, overhead_bytes: int = 0) -> int:
-        """What running the model needs: weights (mapped) + the arena + `overhead_bytes`."""
-        return self.weights_bytes + self.arena_bytes + overhead_bytes
+        """What running the model needs: weights (mapped) + the arena + the inputs + `overhead_bytes`."""
+        return self.weights_bytes + self.arena_bytes + self.inputs_bytes + overhead_bytes
 
     def summary(self) -> dict:
         return {"driver": self.driver, "dims": dict(self.dims), "assumed": list(self.assumed),
                 "weights_bytes": self.weights_bytes, "arena_bytes": self.arena_bytes,
+                "inputs_bytes": self.inputs_bytes,
                 "lower_bound_bytes": self.lower_bound, "efficiency": round(self.efficiency, 4),
                 "buffers": len(self.buffers), "values": len(self.slots), "in_place": self.shared_values(),
                 "views": len(self.views), "scratch_bytes": sum(b.size for b in self.buffers
@@ -119,7 +121,7 @@ class MemoryPlan:
         return {
             "format": PLAN_FORMAT, "driver": self.driver, "dims": dict(self.dims), "assumed": list(self.assumed),
             "alignment": self.arena.alignment, "arena_bytes": self.arena_bytes, "lower_bound": self.lower_bound,
-            "weights_bytes": self.weights_bytes, "steps": self.steps,
+            "weights_bytes": self.weights_bytes, "steps": self.steps, "inputs_bytes": self.inputs_bytes,
             "buffers": [{"name": b.name, "size": b.size, "first": b.first, "last": b.last,
                          "offset": self.arena.offsets[b.name], "values": list(self.members.get(b.name, ()))}
                         for b in self.buffers],
@@ -150,7 +152,7 @@ class MemoryPlan:
             plan = cls(str(d["driver"]), {str(k): int(v) for k, v in d["dims"].items()}, tuple(d["assumed"]),
                        arena, buffers, members, slots, tuple(int(s) for s in d["views"]),
                        {int(k): str(v) for k, v in d["scratch"].items()}, tuple(d["dynamic"]),
-                       int(d["weights_bytes"]), int(d["steps"]))
+                       int(d["weights_bytes"]), int(d["steps"]), int(d.get("inputs_bytes", 0)))
         except ClawError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -248,7 +250,7 @@ def plan_memory(graph: Graph, dims: Mapping[str, int] | None = None, *, driver: 
     slots = {v: Slot(group[v], types[v].dtype, tuple(int(d) for d in types[v].shape)) for v in group}
     return MemoryPlan(driver, bound, assumed, arena, buffers, {b: tuple(v) for b, v in members.items()}, slots,
                       tuple(views), scratch, tuple(sized.dynamic), graph.param_bytes(), len(work.nodes),
-                      dict(sized.dynamic))
+                      sum(sized.size.get(n, 0) for n in work.inputs), dict(sized.dynamic))
 
 
 def stored_plan(path, driver: str = "cpu") -> MemoryPlan | None:
