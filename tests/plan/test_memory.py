@@ -204,6 +204,21 @@ def test_a_corrupted_plan_section_is_refused(tmp_path, zoo_graphs):
         load_model(path)
 
 
+def test_a_plan_from_another_clawdbot_version_is_not_used(tmp_path, zoo_graphs):
+    """Kernels decide what may share memory; another version's may decide differently, so its plan is
+    ignored and the session plans for itself on first run."""
+    graph = zoo_graphs("squeezenet1_1")
+    plan = plan_memory(graph).to_dict()
+    plan["clawdbot"] = "0.0.1"
+    path = tmp_path / "old.claw"
+    save_graph(path, graph, plan)
+    assert stored_plan(path) is None
+    session = clawdbot.load(path)
+    assert not session._program._layouts
+    session.run(zoo.example_inputs("squeezenet1_1", batch=1))
+    assert list(session._program._layouts) == [(1,)]
+
+
 def test_a_plan_for_another_graph_is_refused(zoo_graphs):
     plan = plan_memory(zoo_graphs("squeezenet1_1"))
     with pytest.raises(ClawError, match="does not fit"):

@@ -119,7 +119,7 @@ class MemoryPlan:
     # -- storage in the .claw file ----------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "format": PLAN_FORMAT, "driver": self.driver, "dims": dict(self.dims), "assumed": list(self.assumed),
+            "format": PLAN_FORMAT, "clawdbot": _version(), "driver": self.driver, "dims": dict(self.dims), "assumed": list(self.assumed),
             "alignment": self.arena.alignment, "arena_bytes": self.arena_bytes, "lower_bound": self.lower_bound,
             "weights_bytes": self.weights_bytes, "steps": self.steps, "inputs_bytes": self.inputs_bytes,
             "buffers": [{"name": b.name, "size": b.size, "first": b.first, "last": b.last,
@@ -260,8 +260,15 @@ def stored_plan(path, driver: str = "cpu") -> MemoryPlan | None:
     return from_stored(d, str(path), driver)
 
 
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
 def from_stored(d: dict | None, path: str, driver: str = "cpu") -> MemoryPlan | None:
-    if d is None or d.get("driver") != driver:
+    """The stored plan `d`, checked; None when it is for another driver or was made by another clawdbot
+    version, whose kernels may share memory differently (the session then plans for itself)."""
+    if d is None or d.get("driver") != driver or d.get("clawdbot") != _version():
         return None
     return MemoryPlan.from_dict(d, f"{path}: memory plan")
 
