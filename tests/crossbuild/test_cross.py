@@ -76,7 +76,8 @@ def test_rpi4_manifest_records_toolchain_versions_checksums_and_memory(rpi4_dock
     mem = m["model"]["memory"]
     assert mem["fits"] and mem["need_bytes"] < mem["budget_bytes"] == 2560 << 20
     assert mem["method"].startswith("arena plan")
-    assert mem["need_bytes"] == mem["weights_bytes"] + mem["arena_bytes"] + mem["runtime_overhead_bytes"]
+    assert mem["need_bytes"] == (mem["weights_bytes"] + mem["arena_bytes"] + mem["inputs_bytes"]
+                                 + mem["runtime_overhead_bytes"])
     assert mem["margin_bytes"] == mem["budget_bytes"] - mem["need_bytes"]
     assert mem["lower_bound_bytes"] <= mem["arena_bytes"] and mem["efficiency"] >= 1.0
     assert m["model"]["name"] == "mobilenet_v2" and m["drivers"] == {"cpu": "built"}
