@@ -2,6 +2,9 @@
 
     model = ModelConverter(source_framework="onnx", target_format="claw_ir").convert("resnet50.onnx")
     model.save("resnet50.claw")
+
+quantization_bits=8 or 4 quantizes the weights of matmul/gemm/conv/gather nodes (weight-only: int8 per
+output channel, int4 in groups of 64; quant/rewrite.py); `quant_options=QuantOptions(...)` sets the rest.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class ClawModel:
 
     graph: Graph
     source: str = ""
+    quantization: object = None  # quant.rewrite.RewriteResult: what was quantized and what kept fp32, and why
 
     def save(self, path: str | os.PathLike, dims: dict[str, int] | None = None, plan=None) -> Path:
         """Write the .claw file with the CPU driver's memory plan for `dims` (symbolic dims not given are 1),
@@ -49,7 +53,7 @@ class ClawModel:
 
 class ModelConverter:
     def __init__(self, source_framework: str = "onnx", target_format: str = "claw_ir",
-                 quantization_bits: int | None = None):
+                 quantization_bits: int | None = None, quant_options=None):
         if source_framework not in SOURCE_FRAMEWORKS:
             raise ClawError(f"source_framework {source_framework!r} is not one of {', '.join(SOURCE_FRAMEWORKS)}")
         if source_framework not in IMPLEMENTED_SOURCES:
@@ -57,16 +61,27 @@ class ModelConverter:
                             f"{', '.join(IMPLEMENTED_SOURCES)} (export your model to ONNX meanwhile)")
         if target_format not in TARGET_FORMATS:
             raise ClawError(f"target_format {target_format!r} is not one of {', '.join(TARGET_FORMATS)}")
-        if quantization_bits not in (None, 32):
-            raise ClawError(f"quantization_bits={quantization_bits!r}: quantization is not available in this "
-                            f"version yet; use quantization_bits=None for an fp32 model")
+        if quantization_bits not in (None, 32, 8, 4):
+            raise ClawError(f"quantization_bits={quantization_bits!r}: choose 8 or 4 (weight-only int8/int4), or "
+                            f"None for an fp32 model")
         self.source_framework = source_framework
         self.target_format = target_format
         self.quantization_bits = quantization_bits
+        from .quant.rewrite import QuantOptions
+        if quant_options is not None and quantization_bits not in (None, 32, quant_options.bits):
+            raise ClawError(f"quantization_bits={quantization_bits} but quant_options.bits={quant_options.bits}")
+        self.quant_options = quant_options or (QuantOptions(bits=quantization_bits)
+                                               if quantization_bits in (8, 4) else None)
 
     def convert(self, model) -> ClawModel:
         """Import `model` (a path, or an in-memory model of the source framework) and validate the result."""
         from .importers.onnx import import_onnx
         graph = import_onnx(model)
         validate(graph)
-        return ClawModel(graph, str(model) if isinstance(model, (str, os.PathLike)) else "<in-memory>")
+        quantized = None
+        if self.quant_options is not None:
+            from .quant.rewrite import quantize_weights
+            quantized = quantize_weights(graph, self.quant_options)
+            graph = quantized.graph
+            validate(graph)
+        return ClawModel(graph, str(model) if isinstance(model, (str, os.PathLike)) else "<in-memory>", quantized)
