@@ -4,6 +4,7 @@
     claw info MODEL.claw [--dims batch=4] [--memory-plot OUT.png]
     claw run MODEL.claw --input input=x.npy [-o OUTDIR]
     claw ops
+    claw quant-report FP32_MODEL QUANT_MODEL [--inputs DIR_OR_NPZ] [--labels LABELS.npy] [--batches N] [--json OUT]
     claw serve MODEL_OR_BUNDLE [--host H] [--port P] [--name NAME] [--queue N] [--workers N]
     claw agent [--port /dev/ttyAMA0] [--listen 127.0.0.1:7070] [--root /var/lib/clawdbot] [--serve-port 8000]
 
@@ -236,6 +237,24 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def cmd_quant_report(args) -> int:
+    from .quant import report
+    fp32, quant = report.load_any_graph(args.fp32_model), report.load_any_graph(args.quant_model)
+    labels = report.load_labels(args.labels) if args.labels else None  # bad files fail before the runs
+    if args.json:
+        report.check_json_path(args.json)
+    if args.inputs:
+        feeds = report.load_feeds(args.inputs, fp32, args.batches)
+    else:
+        feeds = report.random_feeds(fp32, args.batches or 1)
+        print(f"inputs: random, {len(feeds)} batch(es) of {report.RANDOM_BATCH} (give real ones with --inputs)")
+    result = report.compare(fp32, quant, feeds, labels)
+    print(result.format())
+    if args.json:
+        print(f"json: {report.write_json(result, args.json)}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .serve import serve
     return serve(args.model, host=args.host, port=args.port, name=args.name, queue_size=args.queue,
@@ -301,6 +320,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     o = sub.add_parser("ops", help="list the claw op set")
     o.set_defaults(func=cmd_ops)
+    q = sub.add_parser("quant-report", help="compare a quantized model with its fp32 original, output by "
+                                            "output and layer by layer",
+                       description="Run both models on the same inputs; print per output the cosine similarity, "
+                                   "max absolute and relative L2 error and top-1 agreement (and accuracy, with "
+                                   "--labels), the quantized layers worst first (to pick nodes to keep in fp32), "
+                                   "and the sizes.")
+    q.add_argument("fp32_model", metavar="FP32_MODEL", help="the original model (.claw or .onnx)")
+    q.add_argument("quant_model", metavar="QUANT_MODEL", help="its quantized version (.claw or .onnx)")
+    q.add_argument("--inputs", metavar="DIR_OR_NPZ",
+                   help="a folder of INPUT_NAME.npy files or an .npz keyed by input name, each with a leading "
+                        "sample axis (default: random inputs)")
+    q.add_argument("--labels", metavar="LABELS.npy",
+                   help="integer classes, one per sample, for the first output's top-1 accuracy")
+    q.add_argument("--batches", type=_positive_int, metavar="N",
+                   help="split the inputs into N batches (default: batches of the model's fixed batch dim, or "
+                        "of at most 32 samples); random inputs: N batches of 4 (default 1)")
+    q.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    q.set_defaults(func=cmd_quant_report)
     s = sub.add_parser("serve", help="serve a model over the KServe v2 / Triton HTTP inference protocol",
                        description="Serve MODEL over the Open Inference Protocol (KServe v2) REST API, with "
                                    "Triton's binary tensor extension, until SIGTERM/SIGINT. Logs one JSON line "
