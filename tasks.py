@@ -126,7 +126,7 @@ def toolchain(c, target="rpi4", base_image=None, verbose=False):
 
 @task(help={"target": "board to build for (see targets/)",
             "model": "an .onnx or .claw file, or a zoo model name (default mobilenet_v2)",
-            "quantize": "8 or 4 (quantization lands with issue 6)",
+            "quantize": "8 or 4: weight-only int8 (per output channel) or int4 (groups of 64) weights",
             "toolchain": "docker, host (the host's Debian cross compiler, no Docker) or auto (default)",
             "ram": "the board's RAM variant in MiB, for the memory budget (default: the target's default)",
             "base_image": "Docker base image for the toolchain (default debian:bookworm-slim, else made here)",

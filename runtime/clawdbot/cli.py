@@ -1,6 +1,6 @@
 """`claw`: convert models, inspect .claw files, run them, list the op set.
 
-    claw convert MODEL.onnx -o MODEL.claw [--dims batch=4] [--target BOARD [--ram MIB]]
+    claw convert MODEL.onnx -o MODEL.claw [--dims batch=4] [--target BOARD [--ram MIB]] [--quantize 8|4]
     claw info MODEL.claw [--dims batch=4] [--memory-plot OUT.png]
     claw run MODEL.claw --input input=x.npy [-o OUTDIR]
     claw ops
@@ -108,16 +108,37 @@ def cmd_convert(args) -> int:
         target.variant(args.ram)  # an unknown RAM size fails before the conversion's work
     src = Path(args.model)
     out = Path(args.output) if args.output else src.with_suffix(".claw")
-    model = ModelConverter(source_framework=args.framework, target_format="claw_ir").convert(str(src))
+    options = None
+    if args.quantize:
+        from .quant.rewrite import QuantOptions
+        options = QuantOptions(bits=args.quantize, group_size=args.group_size or 0,
+                               keep_fp32=tuple(k for spec in args.keep_fp32 or () for k in spec.split(",") if k))
+    elif args.group_size or args.keep_fp32:
+        raise ClawError("--group-size and --keep-fp32 go with --quantize 8|4")
+    model = ModelConverter(source_framework=args.framework, target_format="claw_ir",
+                           quant_options=options).convert(str(src))
     plan = _plan_for(model.graph, dims) if target is not None else None
     budget = _check_budget(src.stem, plan, target, args.ram) if target is not None else None
     model.save(out, dims, plan=plan)
     s = model.summary()
     print(f"{src} -> {out}: {s['nodes']} nodes, {s['params']:,} parameters ({_human(s['param_bytes'])}), "
           f"file {_human(out.stat().st_size)}")
+    if model.quantization is not None:
+        q = model.quantization
+        print(f"quantized: int{options.bits} weights in {len(q.quantized)} node(s)"
+              + (f"; kept fp32: {len(q.kept)} ({_kept_summary(q.kept)})" if q.kept else "")
+              + "; compare with the fp32 model: claw quant-report")
     if budget:
         print(budget)
     return 0
+
+
+def _kept_summary(kept: dict[str, str]) -> str:
+    """Why nodes stayed fp32, counted by reason (a model has hundreds of them)."""
+    reasons: dict[str, int] = {}
+    for why in kept.values():
+        reasons[why] = reasons.get(why, 0) + 1
+    return "; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda r: -r[1]))
 
 
 def _load_graph(path: str):
@@ -305,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dims", action="append", metavar="NAME=SIZE",
                    help="symbolic input dims to plan memory for (the plan stored in the file, and --target's "
                         "check), e.g. batch=4; repeat, or separate with commas; others are taken as 1")
+    c.add_argument("--quantize", type=int, choices=(8, 4), metavar="8|4",
+                   help="weight-only quantization: int8 per output channel, or int4 in groups (matmul, gemm, conv, "
+                        "gather weights)")
+    c.add_argument("--group-size", type=_positive_int, metavar="N",
+                   help="columns per scale with --quantize (default: whole rows for 8, 64 for 4)")
+    c.add_argument("--keep-fp32", action="append", metavar="NODE",
+                   help="leave these nodes (names or output names) in fp32; repeat, or separate with commas "
+                        "(claw quant-report ranks the layers that lose most)")
     c.set_defaults(func=cmd_convert)
     i = sub.add_parser("info", help="describe a .claw file: ops, parameters, sizes, memory plan")
     i.add_argument("file")

@@ -99,9 +99,20 @@ def test_unknown_target_lists_the_known_ones(tmp_path, no_downloads):
         assert name in str(e.value)
 
 
-def test_quantize_is_refused_clearly_until_the_toolchain_exists(tmp_path, no_downloads):
-    with pytest.raises(BuildError, match="quantization is not available"):
-        build(_opts(tmp_path, target="rpi4", quantize=8), Progress())
+def test_quantize_puts_a_weight_quantized_model_in_the_bundle_and_its_budget(tmp_path):
+    _, fp32 = build_mod.convert_model("squeezenet1_1", None)
+    name, graph = build_mod.convert_model("squeezenet1_1", 8)
+    assert name == "squeezenet1_1" and "conv_wq" in {n.op for n in graph.nodes}
+    rpi4 = load_target("rpi4", ROOT / "targets")
+    q8 = build_mod.check_memory(name, graph, rpi4, None, {})
+    assert q8["weights_bytes"] < 0.27 * build_mod.check_memory(name, fp32, rpi4, None, {})["weights_bytes"]
+
+
+def test_quantize_refuses_an_already_converted_model(tmp_path):
+    claw = tmp_path / "m.claw"
+    claw.write_bytes(b"")
+    with pytest.raises(BuildError, match="--quantize applies when converting"):
+        build_mod.convert_model(str(claw), 4)
 
 
 def test_an_unknown_toolchain_kind_is_refused_before_any_work(tmp_path, no_downloads, monkeypatch):

@@ -44,6 +44,10 @@ class RewriteResult:
 
 def quantize_weights(graph: Graph, options: QuantOptions) -> RewriteResult:
     """A new graph with the eligible nodes' weights quantized; `graph` is not changed."""
+    known = {n.name for n in graph.nodes} | {o for n in graph.nodes for o in n.outputs}
+    unknown = [k for k in options.keep_fp32 if k not in known]
+    if unknown:
+        raise ClawError(f"keep_fp32 names no node or value of this model: {', '.join(unknown)}")
     consts = dict(graph.constants)
     types = dict(graph.types)
     users: dict[str, int] = {}
