@@ -23,7 +23,7 @@ from setuptools.command.build_py import build_py
 
 _PACKAGE = "clawdbot.hal.cpu._cython"
 _SOURCE_DIR = os.path.join("runtime", *_PACKAGE.split("."))
-_MODULES = ("im2col", "pool", "depthwise", "mathfn")
+_MODULES = ("im2col", "pool", "depthwise", "mathfn", "qgemm")
 # Cython output depends on these as well as on the .pyx/.pxd sources, but
 # cythonize only compares timestamps; remember the last configuration here and
 # force regeneration when it changes (see _config_changed).
@@ -84,7 +84,8 @@ def _extensions():
         Extension(
             f"{_PACKAGE}.{name}",
             sources=[os.path.join(_SOURCE_DIR, f"{name}.pyx")],
-            depends=[os.path.join(_SOURCE_DIR, "_typedefs.pxd")],
+            depends=[os.path.join(_SOURCE_DIR, "_typedefs.pxd"), os.path.join(_SOURCE_DIR, "qgemm_impl.h")],
+            include_dirs=[_SOURCE_DIR],
             extra_compile_args=cflags,
         )
         for name in _MODULES

@@ -53,7 +53,8 @@ def test_rpi4_bundle_holds_aarch64_kernels_built_with_the_rpi4_flags(rpi4_docker
     name, wheel = _runtime_wheel(files)
     assert name.endswith("-cp311-cp311-linux_aarch64.whl")
     kernels = _kernels(wheel)
-    assert sorted(k.rsplit("/", 1)[1].split(".")[0] for k in kernels) == ["depthwise", "im2col", "mathfn", "pool"]
+    names = sorted(k.rsplit("/", 1)[1].split(".")[0] for k in kernels)
+    assert names == ["depthwise", "im2col", "mathfn", "pool", "qgemm"]
     assert set(kernels.values()) == {"aarch64"}
     assert "-mcpu=cortex-a72" in _cflags(wheel) and "-ffp-contract=off" in _cflags(wheel)
     # every dependency the board installs offline is there, for its platform

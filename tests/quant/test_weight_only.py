@@ -85,7 +85,7 @@ def round_tripped(model: onnx.ModelProto, options: QuantOptions) -> onnx.ModelPr
 @pytest.mark.parametrize("bits", [8, 4])
 def test_quantized_models_compute_what_their_dequantized_weights_do(name, bits):
     model = zoo.build(name, **({"num_layers": 2} if name == "bert_encoder" else {}))
-    options = QuantOptions(bits=bits)
+    options = QuantOptions(bits=bits, dynamic=False)  # int8 activations change the arithmetic: tested below
     q = ModelConverter(quant_options=options).convert(model)
     assert q.quantization.quantized, "nothing was quantized"
     feeds = zoo.example_inputs(name, batch=2)
@@ -118,7 +118,7 @@ def test_claw_files_shrink_to_issue_6s_bars(tmp_path, name):
         assert size <= bar * fp32, f"{name} int{bits}: {size / fp32:.3f} of fp32"
 
 
-def test_bert_int8_weights_keep_the_output_cosine_above_0_99():
+def test_bert_int8_dynamic_keeps_the_output_cosine_above_0_99():
     model = zoo.build("bert_encoder", num_layers=2)
     feeds = zoo.example_inputs("bert_encoder", batch=2)
     ref = ModelConverter().convert(model).session().run(feeds)

@@ -22,6 +22,7 @@ class QuantOptions:
     group_size: int = 0            # 0: per row (output channel) for int8; int4 defaults to 64
     keep_fp32: tuple[str, ...] = ()  # node names (or output names) left in fp32
     min_elements: int = 1024       # smaller weights stay fp32: their scales would cost more than they save
+    dynamic: bool = True           # 8-bit matmul/gemm: quantize activations on the fly, int8 x int8 -> int32
     ops: tuple[str, ...] = ("matmul", "gemm", "conv", "gather")
 
     def __post_init__(self):
@@ -133,11 +134,17 @@ def _q_attrs(m: QuantizedMatrix) -> dict:
     return {"bits": m.bits, "group_size": m.group_size, "cols": m.cols}
 
 
+def _mm_attrs(m: QuantizedMatrix, options: QuantOptions) -> dict:
+    dynamic = options.dynamic and m.bits == 8 and m.group_size == m.cols
+    return {**_q_attrs(m), "activations": "int8" if dynamic else "float"}
+
+
 def _matmul(node, graph, options, consts, types):
     x, w = node.inputs
     m = quantize_rows(graph.constants[w].T, options.bits, options.group)   # rows = output columns
     q = _add_weight(w, m, consts, types)
-    return [Node("matmul_wq", [x, *q[:2]] + ([q[2]] if q[2] else []), list(node.outputs), _q_attrs(m), node.name)]
+    return [Node("matmul_wq", [x, *q[:2]] + ([q[2]] if q[2] else []), list(node.outputs), _mm_attrs(m, options),
+                 node.name)]
 
 
 def _gemm(node, graph, options, consts, types):
@@ -148,8 +155,8 @@ def _gemm(node, graph, options, consts, types):
     m = quantize_rows(rows * np.float32(node.attrs["alpha"]), options.bits, options.group)
     q = _add_weight(w, m, consts, types)
     y = node.outputs[0]
-    mm = Node("matmul_wq", [a, *q[:2]] + ([q[2]] if q[2] else []), [y if not c else f"{y}__wq"], _q_attrs(m),
-              node.name)
+    mm = Node("matmul_wq", [a, *q[:2]] + ([q[2]] if q[2] else []), [y if not c else f"{y}__wq"],
+              _mm_attrs(m, options), node.name)
     if not c:
         return [mm]
     types[f"{y}__wq"] = TensorType("float32", graph.types[y].shape)

@@ -34,7 +34,7 @@ CYTHON_DIR = os.path.join(REPO, "runtime", "clawdbot", "hal", "cpu", "_cython")
 CYTHON_BUILT = os.environ.get("CLAWDBOT_EXPECT_COMPILED", "").strip() == "1" or all(
     glob.glob(os.path.join(CYTHON_DIR, f"{name}.*.so"))
     or glob.glob(os.path.join(CYTHON_DIR, f"{name}.*.pyd"))
-    for name in ("im2col", "pool", "depthwise", "mathfn")
+    for name in ("im2col", "pool", "depthwise", "mathfn", "qgemm")
 )
 # Built, and not switched off for this run: the dispatcher must then use it.
 CYTHON_EXPECTED = CYTHON_BUILT and os.environ.get("CLAWDBOT_PURE_PYTHON", "").strip() != "1"

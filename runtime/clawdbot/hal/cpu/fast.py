@@ -37,6 +37,8 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "depthwise_conv2d",
+    "int8_gemm",
+    "pack_int8_weights",
 ]
 
 IMPORT_ERROR = None
@@ -219,4 +221,40 @@ def depthwise_conv2d(x, w, bias, stride, dilation, pads, out_hw, out=None):
     out = _target(out, x.shape[:2] + out_hw, x.dtype)
     _c_depthwise.depthwise_conv2d(x, w, bias, sh, sw, dh, dw, pads[0], pads[1],
                                   out)
+    return out
+
+
+try:
+    from ._cython import qgemm as _c_qgemm
+except ImportError as exc:  # not built: the int8 GEMM below runs in numpy (exact, slow)
+    _c_qgemm = None
+
+
+def int8_gemm_backend() -> str:
+    """"vnni" (AVX-512 VNNI), "compiled" (the portable C loop) or "numpy"."""
+    if _c_qgemm is None or BACKEND != "cython":
+        return "numpy"
+    return "vnni" if _c_qgemm.has_vnni() else "compiled"
+
+
+def pack_int8_weights(w):
+    """int8 w [N, K] -> the GEMM's packed layout: panels of 16 rows by 4 columns, [N/16][K/4][16][4] (zero
+    padded), as a flat int8 array."""
+    w = np.asarray(w, dtype=np.int8)
+    n, k = w.shape
+    k4, panels = -(-k // 4), -(-n // 16)
+    padded = np.zeros((panels * 16, k4 * 4), np.int8)
+    padded[:n, :k] = w
+    return np.ascontiguousarray(padded.reshape(panels, 16, k4, 4).transpose(0, 2, 1, 3)).reshape(-1)
+
+
+def int8_gemm(a, packed, w, out=None):
+    """out [M, N] int32 = a [M, Kp] (uint8, rows padded to a multiple of 4) x w[N, K].T exactly; `packed` is
+    pack_int8_weights(w) (the compiled kernel reads it, the numpy fallback reads w)."""
+    n = w.shape[0]
+    out = np.empty((a.shape[0], n), np.int32) if out is None else out
+    if int8_gemm_backend() == "numpy":
+        np.matmul(a[:, :w.shape[1]].astype(np.int32), w.T.astype(np.int32), out=out)
+    else:
+        _c_qgemm.qgemm(a, packed, n, out)
     return out

@@ -51,9 +51,16 @@ def _check_weight(ctx, q: int, scale: int, zp: int | None) -> tuple[int, int]:
 
 @register("matmul_wq", "quant",
           "y = x @ W.T with W [N, K] row-quantized (see the family doc): x [..., K] -> y [..., N]. Inputs: x, "
-          "q, scale, optional zero point (4-bit).", inputs=(3, 4), attrs=dict(_Q_ATTRS))
+          "q, scale, optional zero point (4-bit). activations='int8' (8-bit, one group per row): x is "
+          "quantized on the fly, per row of x, to uint8 with its own scale and zero point, and the product "
+          "is accumulated in int32 (dynamic quantization).", inputs=(3, 4),
+          attrs={**_Q_ATTRS, "activations": Attr(str, "float", "float (dequantize the weight) or int8 (dynamic)")})
 def _matmul_wq(ctx):
     n, k = _check_weight(ctx, 1, 2, 3)
+    if ctx.attr("activations") not in ("float", "int8"):
+        raise InferenceError(f"activations must be float or int8, got {ctx.attr('activations')!r}")
+    if ctx.attr("activations") == "int8" and (ctx.attr("bits") != 8 or (ctx.attr("group_size") or k) != k):
+        raise InferenceError("int8 activations need 8-bit weights with one group per row")
     x = ctx.type(0)
     if x.dtype != "float32":
         raise InferenceError(f"x must be float32, got {x.dtype}")

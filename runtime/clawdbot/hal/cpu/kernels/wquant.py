@@ -72,9 +72,45 @@ def _matmul_traits(node, in_types, out_types):
     return MemoryTraits(scratch_bytes=_dequant_bytes(q.shape[0], node.attrs["cols"], node.attrs["bits"]))
 
 
-@kernel_factory("matmul_wq", traits=_matmul_traits)
+def _matmul_int8_traits(node, in_types, out_types):
+    return NO_TRAITS if node.attrs["activations"] == "int8" else _matmul_traits(node, in_types, out_types)
+
+
+def quantize_rows_u8(x2, cols_padded: int):
+    """Each row of x2 [M, K] to uint8 with its own scale and zero point (the row's range widened to hold 0):
+    (q [M, cols_padded], zero-padded past K; scale [M]; zero point [M] as float32)."""
+    lo = np.minimum(x2.min(axis=1), 0)
+    hi = np.maximum(x2.max(axis=1), 0)
+    scale = (hi - lo) / np.float32(255)
+    scale[scale == 0] = 1
+    zp = np.rint(-lo / scale)
+    q = np.zeros((x2.shape[0], cols_padded), np.uint8)
+    t = np.rint(x2 / scale[:, None])
+    t += zp[:, None]
+    np.clip(t, 0, 255, out=t)
+    q[:, :x2.shape[1]] = t
+    return q, scale, zp
+
+
+class PackedInt8:
+    """A weight packed for the int8 GEMM once (constants reach the kernel as the same array every run), with
+    each row's sum for the activations' zero-point correction."""
+
+    def __init__(self):
+        self._src = self._packed = self._rowsum = None
+
+    def __call__(self, q):
+        if q is not self._src:
+            self._src, self._packed = q, convk.fast.pack_int8_weights(q)
+            self._rowsum = q.sum(axis=1, dtype=np.int64).astype(np.float32)
+        return self._packed, self._rowsum
+
+
+@kernel_factory("matmul_wq", traits=_matmul_int8_traits)
 def matmul_wq_factory(node, in_types, out_types):
     cols, bits, group = node.attrs["cols"], node.attrs["bits"], _group(node.attrs)
+    if node.attrs["activations"] == "int8":
+        return writes_out(_matmul_dynamic(cols))
 
     def run(x, q, scale, zp=None, out=None, scratch=None):
         n = q.shape[0]
@@ -89,6 +125,27 @@ def matmul_wq_factory(node, in_types, out_types):
             np.matmul(x2, w.T, out=y2[:, r0:r1])
         return y
     return writes_out(run)
+
+
+def _matmul_dynamic(cols: int):
+    """y = sx * sw * (xq @ wq.T - zx * rowsum(wq)), xq per-row uint8, wq int8 per output row, int32 sums."""
+    packed = PackedInt8()
+    padded = -(-cols // 4) * 4
+
+    def run(x, q, scale, out=None):
+        n = q.shape[0]
+        x2 = x.reshape(-1, cols)
+        xq, sx, zx = quantize_rows_u8(x2, padded)
+        wp, rowsum = packed(q)
+        acc = convk.fast.int8_gemm(xq, wp, q)
+        y = np.empty((*x.shape[:-1], n), np.float32) if out is None else out
+        y2 = y.reshape(-1, n)
+        np.multiply(zx[:, None], rowsum[None, :], out=y2)
+        np.subtract(acc, y2, out=y2)   # exact: |values| < 2**24 for rows of up to ~1000 columns at full range
+        y2 *= sx[:, None]
+        y2 *= scale[:, 0][None, :]
+        return y
+    return run
 
 
 # -- conv_wq --------------------------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Dynamic int8 matmuls: activations quantized per row to uint8 on the fly, int8 weights, int32 sums.
+
+The int8 GEMM (hal/cpu/_cython/qgemm_impl.h, AVX-512 VNNI when the CPU has it) must be exact against numpy's
+int64 product, through every tail (rows not a multiple of 4, columns not of 16, depth not of 4), and so must
+its numpy fallback. The kernel is then checked against its definition computed in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clawdbot.converter import ModelConverter
+from clawdbot.hal.cpu import fast
+from clawdbot.hal.cpu.kernels import wquant
+from clawdbot.quant.rewrite import QuantOptions
+from clawdbot.quant.weights import quantize_rows
+from clawdbot.tools import zoo
+
+RNG = np.random.default_rng(8)
+SHAPES = [(1, 1, 1), (3, 5, 7), (4, 4, 16), (5, 33, 17), (9, 64, 48), (128, 384, 384), (130, 1536, 390)]
+
+
+def _padded(a: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0], -(-a.shape[1] // 4) * 4), np.uint8)
+    out[:, :a.shape[1]] = a
+    return out
+
+
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_int8_gemm_is_exact(m, k, n, backend, monkeypatch):
+    if backend == "numpy":
+        monkeypatch.setattr(fast, "int8_gemm_backend", lambda: "numpy")
+    elif fast.int8_gemm_backend() == "numpy":
+        pytest.skip("the compiled int8 GEMM is not built")
+    a = RNG.integers(0, 256, (m, k), dtype=np.uint8)
+    a[0, :] = 255                                     # the extremes: 255 * -128 * k must not overflow
+    w = RNG.integers(-128, 128, (n, k), dtype=np.int8)
+    w[0, :] = -128
+    got = fast.int8_gemm(_padded(a), fast.pack_int8_weights(w), w)
+    np.testing.assert_array_equal(got, a.astype(np.int64) @ w.T.astype(np.int64))
+
+
+def test_the_dynamic_kernel_computes_its_definition():
+    x = (RNG.standard_normal((2, 7, 96)) * RNG.uniform(0.1, 4, size=(2, 7, 1))).astype(np.float32)
+    x[0, 3] = 0.0                                     # an all-zero row: scale 1, zero point 0
+    w = RNG.standard_normal((40, 96)).astype(np.float32)
+    m = quantize_rows(w, 8, 0)
+    got = wquant._matmul_dynamic(96)(x, m.q, m.scale)
+    # the definition: per-row uint8 of x (range widened to hold 0), int8 rows of w, exact sums
+    x2 = x.reshape(-1, 96).astype(np.float64)
+    lo, hi = np.minimum(x2.min(1), 0), np.maximum(x2.max(1), 0)
+    sx = np.where(hi > lo, (hi - lo) / 255, 1.0)
+    zx = np.rint(-lo / sx)
+    xq = np.clip(np.rint(x2 / sx[:, None]) + zx[:, None], 0, 255)
+    want = (((xq - zx[:, None]) @ m.q.T.astype(np.float64)) * sx[:, None] * m.scale[:, 0]).reshape(2, 7, 40)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6 * np.abs(want).max())
+
+
+def test_only_whole_row_int8_matmuls_go_dynamic():
+    model = zoo.build("bert_encoder", num_layers=1)
+    kinds = {n.attrs["activations"] for n in ModelConverter(quantization_bits=8).convert(model).graph.nodes
+             if n.op == "matmul_wq"}
+    assert kinds == {"int8"}
+    grouped = ModelConverter(quant_options=QuantOptions(bits=8, group_size=32)).convert(model).graph
+    assert {n.attrs["activations"] for n in grouped.nodes if n.op == "matmul_wq"} == {"float"}
+    int4 = ModelConverter(quantization_bits=4).convert(model).graph
+    assert {n.attrs["activations"] for n in int4.nodes if n.op == "matmul_wq"} == {"float"}
