@@ -66,3 +66,35 @@ def test_only_whole_row_int8_matmuls_go_dynamic():
     assert {n.attrs["activations"] for n in grouped.nodes if n.op == "matmul_wq"} == {"float"}
     int4 = ModelConverter(quantization_bits=4).convert(model).graph
     assert {n.attrs["activations"] for n in int4.nodes if n.op == "matmul_wq"} == {"float"}
+
+
+def _fake_quant_image(x: np.ndarray) -> np.ndarray:
+    """Each image through the dynamic conv's uint8 round trip (its range widened to hold 0)."""
+    out = np.empty_like(x)
+    for i, img in enumerate(x.astype(np.float64)):
+        lo, hi = min(img.min(), 0.0), max(img.max(), 0.0)
+        s = (hi - lo) / 255 if hi > lo else 1.0
+        z = np.rint(-lo / s)
+        out[i] = (np.clip(np.rint(img / s) + z, 0, 255) - z) * s
+    return out
+
+
+@pytest.mark.parametrize("kernel, stride, pad", [(3, 1, 1), (1, 1, 0), (3, 2, 1), (5, 1, 2)])
+def test_the_dynamic_conv_is_the_conv_of_its_round_tripped_input_and_weight(kernel, stride, pad):
+    """Checked against onnxruntime's fp32 conv on the input and weight as the kernel sees them after their
+    round trips (every input pixel is used by these windows, so the image's range is the unrolled one's)."""
+    from claw_testing import graph_model, ort_run
+    from onnx import helper
+    x = RNG.standard_normal((2, 6, 9, 9)).astype(np.float32) + 0.5
+    w = RNG.standard_normal((10, 6, kernel, kernel)).astype(np.float32)
+    b = RNG.standard_normal(10).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[kernel, kernel], strides=[stride] * 2,
+                            pads=[pad] * 4)
+    model = graph_model([node], {"x": x}, {"w": w, "b": b})
+    q = ModelConverter(quant_options=QuantOptions(bits=8, min_elements=1)).convert(model)
+    assert next(n for n in q.graph.nodes if n.op == "conv_wq").attrs["activations"] == "int8"
+    got = q.session().run({"x": x})["y"]
+    m = quantize_rows(w.reshape(10, -1), 8, 0)
+    w_rt = (m.q.astype(np.float32) * m.scale).reshape(w.shape)
+    ref = ort_run(graph_model([node], {"x": x}, {"w": w_rt, "b": b}), {"x": _fake_quant_image(x)})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())

@@ -177,7 +177,9 @@ def _conv(node, graph, options, consts, types):
     m = quantize_rows(wt.reshape(wt.shape[0], -1), options.bits, options.group)
     q = _add_weight(w, m, consts, types)
     attrs = {**{k: node.attrs[k] for k in ("strides", "dilations", "pads", "auto_pad", "group")},
-             "kernel_shape": [int(d) for d in wt.shape[2:]], **_q_attrs(m)}
+             "kernel_shape": [int(d) for d in wt.shape[2:]], **_mm_attrs(m, options)}
+    if node.attrs["group"] != 1:
+        attrs["activations"] = "float"
     return [Node("conv_wq", [x, *q, *([b] if b else [])], list(node.outputs), attrs, node.name)]
 
 

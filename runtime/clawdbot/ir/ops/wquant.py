@@ -73,11 +73,18 @@ def _matmul_wq(ctx):
 
 @register("conv_wq", "quant",
           "conv with its weight [M, C/group, *kernel] stored row-quantized as [M, C/group * prod(kernel)]. "
-          "Inputs: x, q, scale, zero point ('' for 8-bit), optional bias [M].", inputs=(4, 5),
+          "Inputs: x, q, scale, zero point ('' for 8-bit), optional bias [M]. activations='int8' (8-bit, one "
+          "group per row, group 1): each image is quantized on the fly to uint8 with its own scale and zero "
+          "point, and the product accumulated in int32.", inputs=(4, 5),
           attrs={**WINDOW_ATTRS, "group": Attr(int, 1), "kernel_shape": Attr(list, [], "the weight's spatial dims"),
-                 **_Q_ATTRS})
+                 **_Q_ATTRS, "activations": Attr(str, "float", "float (dequantize the weight) or int8 (dynamic)")})
 def _conv_wq(ctx):
     m, k = _check_weight(ctx, 1, 2, 3)
+    if ctx.attr("activations") not in ("float", "int8"):
+        raise InferenceError(f"activations must be float or int8, got {ctx.attr('activations')!r}")
+    if ctx.attr("activations") == "int8" and (ctx.attr("bits") != 8 or (ctx.attr("group_size") or k) != k
+                                              or ctx.attr("group") != 1):
+        raise InferenceError("int8 activations need 8-bit weights with one group per row, and conv group 1")
     x, kernel, group = ctx.type(0), list(ctx.attr("kernel_shape")), ctx.attr("group")
     if x.dtype != "float32":
         raise InferenceError(f"x must be float32, got {x.dtype}")

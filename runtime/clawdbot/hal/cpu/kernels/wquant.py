@@ -156,6 +156,8 @@ def _conv_geometry(node, x_shape):
 
 def _conv_traits(node, in_types, out_types):
     x, q = in_types[0], in_types[1]
+    if node.attrs["activations"] == "int8":
+        return NO_TRAITS
     if x is None or q is None or not x.is_static or not q.is_static or len(x.shape) != 4:
         return NO_TRAITS
     m, cols, bits = q.shape[0], node.attrs["cols"], node.attrs["bits"]
@@ -172,6 +174,8 @@ def conv_wq_factory(node, in_types, out_types):
     cols, bits, group, kernel = attrs["cols"], attrs["bits"], _group(attrs), tuple(attrs["kernel_shape"])
     groups = attrs["group"]
     geometry = convk.window_cache(lambda xs: _conv_geometry(node, xs))
+    if attrs["activations"] == "int8":
+        return writes_out(_conv_dynamic(cols, geometry))
 
     def run(x, q, scale, zp=None, b=None, out=None, scratch=None):
         m = q.shape[0]
@@ -217,6 +221,51 @@ def conv_wq_factory(node, in_types, out_types):
     def _fp32_conv(x, w, b, y):
         return fp32(x, w, b, out=y)
     return writes_out(run)
+
+
+def _conv_dynamic(cols: int, geometry):
+    """2-D conv, group 1: each image quantized to uint8 (its range widened to hold 0, so padding is exact),
+    unrolled, and multiplied by the int8 weight in int32; y = sx * sw * (acc - zx * rowsum(w))."""
+    packed = PackedInt8()
+    padded = -(-cols // 4) * 4
+
+    def run(x, q, scale, zp=None, b=None, out=None):
+        m, n = q.shape[0], x.shape[0]
+        win = geometry(x.shape)
+        x = np.ascontiguousarray(x)
+        y = np.empty((n, m, *win.out), np.float32) if out is None else out
+        ys = y.reshape(n, m, -1)
+        wp, rowsum = packed(q)
+        pointwise = convk._pointwise(win)
+        for i in range(n):
+            unrolled = (x[i].reshape(cols, -1) if pointwise else
+                        convk.fast.im2col(x[i], win.kernel, win.strides, win.dilations, win.pads, win.out))
+            xq, sx, zx = _quantize_tensor_u8(unrolled, padded)
+            acc = convk.fast.int8_gemm(xq, wp, q)                 # [L, M]
+            yi = ys[i]
+            np.multiply(rowsum[:, None], -zx, out=yi[:, :1])      # the zero-point correction per output row
+            np.add(acc.T, yi[:, :1], out=yi)
+            yi *= (scale[:, 0] * sx)[:, None]
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+    return run
+
+
+def _quantize_tensor_u8(cols_kl, padded: int):
+    """The unrolled image [K, L] as uint8 rows of the GEMM's A operand [L, padded] (zero past K), with one
+    scale and zero point for the whole image."""
+    lo, hi = min(float(cols_kl.min()), 0.0), max(float(cols_kl.max()), 0.0)
+    scale = np.float32((hi - lo) / 255 if hi > lo else 1.0)
+    zp = np.float32(np.rint(-lo / scale))
+    t = cols_kl.T * (np.float32(1) / scale)
+    np.rint(t, out=t)
+    t += zp
+    np.clip(t, 0, 255, out=t)
+    q = np.empty((cols_kl.shape[1], padded), np.uint8)
+    q[:, :cols_kl.shape[0]] = t
+    q[:, cols_kl.shape[0]:] = 0
+    return q, scale, zp
 
 
 # -- gather_wq ------------------------------------------------------------------------------------------------
