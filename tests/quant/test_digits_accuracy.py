@@ -2,7 +2,7 @@
 
 The fixtures in tests/fixtures/digits are made by `python -m clawdbot.tools.digits -o tests/fixtures/digits`
 (torch and scikit-learn are needed only there; see the README beside them). fp32: clawdbot predicts the labels
-onnxruntime predicts; weight-only int8 and int4 keep the accuracy within issue 6's bars of fp32 (0.5 and 2
+onnxruntime predicts; --quantize 8 (int8 weights and activations) and 4 (int4 weights) keep the accuracy within issue 6's bars of fp32 (0.5 and 2
 points).
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_weight_only_quantized_accuracy(bits, digits_test, fp32_accuracy):
     q = ModelConverter(source_framework="onnx", quantization_bits=bits).convert(str(ONNX_PATH))
     logits = q.session().run({"input": x})["logits"]
     acc = float(np.mean(logits.argmax(1) == y))
-    print(f"\ndigits accuracy: fp32 {fp32_accuracy:.4f}, int{bits} weight-only {acc:.4f} "
+    print(f"\ndigits accuracy: fp32 {fp32_accuracy:.4f}, --quantize {bits} {acc:.4f} "
           f"(drop {100 * (fp32_accuracy - acc):.2f} points, bar {100 * BARS[bits]:g})")
     assert acc >= fp32_accuracy - BARS[bits], (
         f"int{bits} accuracy {acc:.4f} is more than {100 * BARS[bits]:g} points below fp32 {fp32_accuracy:.4f}")
