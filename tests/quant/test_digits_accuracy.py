@@ -2,8 +2,8 @@
 
 The fixtures in tests/fixtures/digits are made by `python -m clawdbot.tools.digits -o tests/fixtures/digits`
 (torch and scikit-learn are needed only there; see the README beside them). fp32: clawdbot predicts the labels
-onnxruntime predicts; --quantize 8 (int8 weights and activations) and 4 (int4 weights) keep the accuracy within issue 6's bars of fp32 (0.5 and 2
-points).
+onnxruntime predicts; --quantize 8 (int8 weights and activations) and 4 (int4 weights) keep the accuracy
+within issue 6's bars of fp32 (0.5 and 2 points).
 """
 from __future__ import annotations
 
