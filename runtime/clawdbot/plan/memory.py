@@ -119,7 +119,8 @@ class MemoryPlan:
     # -- storage in the .claw file ----------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "format": PLAN_FORMAT, "clawdbot": _version(), "driver": self.driver, "dims": dict(self.dims), "assumed": list(self.assumed),
+            "format": PLAN_FORMAT, "clawdbot": _version(), "driver": self.driver, "dims": dict(self.dims),
+            "assumed": list(self.assumed),
             "alignment": self.arena.alignment, "arena_bytes": self.arena_bytes, "lower_bound": self.lower_bound,
             "weights_bytes": self.weights_bytes, "steps": self.steps, "inputs_bytes": self.inputs_bytes,
             "buffers": [{"name": b.name, "size": b.size, "first": b.first, "last": b.last,
