@@ -3,7 +3,6 @@ principles, against a brute-force liveness count on random DAGs, on zoo models, 
 from __future__ import annotations
 
 import json
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from clawdbot.ir.infer import infer_graph
 from clawdbot.ir.ops import registry
 from clawdbot.ir.validate import validate
 from clawdbot.plan import MemoryEstimate, estimate_memory
-from clawdbot.session import Session
 from clawdbot.tools import zoo
 
 

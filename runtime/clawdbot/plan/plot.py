@@ -6,9 +6,9 @@ only when a plot is asked for.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_open
 from ..errors import ClawError
 from .memory import MemoryPlan
 
@@ -23,18 +23,10 @@ def plot_plan(plan: MemoryPlan, path: str | os.PathLike, title: str) -> Path:
     path = Path(path)
     fig = _figure(plan, title)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ClawError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:
             fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):  # a full disk, or a directory where the file should go
-            raise ClawError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+    except OSError as e:  # no such folder, a full disk, a directory where the file should go
+        raise ClawError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 
 

@@ -18,13 +18,13 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
 from ..errors import ClawError
 from ..ir.dtypes import FLOAT_TYPES
 from ..ir.graph import Graph, Node
@@ -497,15 +497,9 @@ def write_json(report: QuantReport, path: str | os.PathLike) -> Path:
     path = Path(path)
     check_json_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise ClawError(f"--json {path}: cannot write there: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
+        with atomic_open(path, "w") as f:
             json.dump(report.to_dict(), f, indent=2)
             f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as e:
+        raise ClawError(f"--json {path}: cannot write there: {e.strerror}") from None
     return path

@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_open
 
 SEED = 0
 N_TEST = 600
@@ -43,16 +43,8 @@ def _require(name: str):
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; fixtures are ordinary repository files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:

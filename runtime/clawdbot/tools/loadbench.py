@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from ..atomic import atomic_open
 from ..errors import ClawError
 
 DEFAULT_MODELS = ("resnet50", "mobilenet_v2", "efficientnet_b0", "bert_encoder")
@@ -202,6 +203,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     import clawdbot
+
     from . import zoo
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
@@ -233,11 +235,10 @@ def main(argv=None) -> int:
     print(table(results, args.repeat))
     if args.json:
         doc = {"versions": versions, "command": command, "repeat": args.repeat, "threads": 1, "models": results}
-        tmp_json = Path(f"{args.json}.{os.getpid()}.tmp")
         try:
-            tmp_json.parent.mkdir(parents=True, exist_ok=True)
-            tmp_json.write_text(json.dumps(doc, indent=2))
-            os.replace(tmp_json, args.json)  # a reader never sees half a file
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(args.json, "w") as f:
+                f.write(json.dumps(doc, indent=2))
         except OSError as e:
             print(f"loadbench: error: --json {args.json}: {e}", file=sys.stderr)
             return 2

@@ -226,7 +226,7 @@ def depthwise_conv2d(x, w, bias, stride, dilation, pads, out_hw, out=None):
 
 try:
     from ._cython import qgemm as _c_qgemm
-except ImportError as exc:  # not built: the int8 GEMM below runs in numpy (exact, slow)
+except ImportError:  # not built: the int8 GEMM below runs in numpy (exact, slow)
     _c_qgemm = None
 
 
