@@ -321,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="symbolic input dims to plan memory for (the plan stored in the file, and --target's "
                         "check), e.g. batch=4; repeat, or separate with commas; others are taken as 1")
     c.add_argument("--quantize", type=int, choices=(8, 4), metavar="8|4",
-                   help="weight-only quantization: int8 per output channel, or int4 in groups (matmul, gemm, conv, "
-                        "gather weights)")
+                   help="8: int8 weights per output channel, matmul/conv activations quantized on the fly (int8 "
+                        "GEMM); 4: int4 weights in groups, fp32 compute (matmul, gemm, conv, gather weights)")
     c.add_argument("--group-size", type=_positive_int, metavar="N",
                    help="columns per scale with --quantize (default: whole rows for 8, 64 for 4)")
     c.add_argument("--keep-fp32", action="append", metavar="NODE",
