@@ -97,13 +97,14 @@ class PackedInt8:
     each row's sum for the activations' zero-point correction."""
 
     def __init__(self):
-        self._src = self._packed = self._rowsum = None
+        self._cache = None  # (source, packed, row sums), replaced whole: concurrent runs never see half of it
 
     def __call__(self, q):
-        if q is not self._src:
-            self._src, self._packed = q, convk.fast.pack_int8_weights(q)
-            self._rowsum = q.sum(axis=1, dtype=np.int64).astype(np.float32)
-        return self._packed, self._rowsum
+        c = self._cache
+        if c is None or c[0] is not q:
+            c = (q, convk.fast.pack_int8_weights(q), q.sum(axis=1, dtype=np.int64).astype(np.float32))
+            self._cache = c
+        return c[1], c[2]
 
 
 @kernel_factory("matmul_wq", traits=_matmul_int8_traits)
