@@ -78,14 +78,15 @@ class ConvertedWeight:
     its id from being reused)."""
 
     def __init__(self):
-        self._src = self._out = None
+        self._cache = None  # (source, converted), replaced whole: concurrent runs never see half of it
 
     def __call__(self, w, dtype):
         if w.dtype == dtype:
             return w
-        if w is not self._src:
-            self._src, self._out = w, np.ascontiguousarray(w, dtype=dtype)
-        return self._out
+        c = self._cache
+        if c is None or c[0] is not w:
+            c = self._cache = (w, np.ascontiguousarray(w, dtype=dtype))
+        return c[1]
 
 
 def padded(x, win: Window, fill):
