@@ -54,8 +54,8 @@ def test_converter_rejects_unknown_settings():
         ModelConverter(source_framework="caffe")
     with pytest.raises(ClawError, match="target_format"):
         ModelConverter(target_format="tflite")
-    with pytest.raises(ClawError, match="quantization"):
-        ModelConverter(quantization_bits=8)
+    with pytest.raises(ClawError, match="quantization_bits=3: choose 8 or 4"):
+        ModelConverter(quantization_bits=3)
 
 
 def test_external_tensor_data(tmp_path):
