@@ -98,3 +98,21 @@ def test_the_dynamic_conv_is_the_conv_of_its_round_tripped_input_and_weight(kern
     w_rt = (m.q.astype(np.float32) * m.scale).reshape(w.shape)
     ref = ort_run(graph_model([node], {"x": x}, {"w": w_rt, "b": b}), {"x": _fake_quant_image(x)})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kernel, stride, dilation", [(3, 1, 1), (1, 1, 1), (3, 2, 1), (3, 1, 2), (5, 2, 1)])
+def test_the_uint8_unrolling_matches_its_numpy_twin(kernel, stride, dilation, monkeypatch):
+    from clawdbot.hal.cpu.kernels.conv import Window
+    xp = RNG.integers(0, 256, (5, 13, 11), dtype=np.uint8)
+    oh = (13 - (kernel - 1) * dilation - 1) // stride + 1
+    ow = (11 - (kernel - 1) * dilation - 1) // stride + 1
+    win = Window((kernel, kernel), (stride, stride), (dilation, dilation), (0, 0, 0, 0), (oh, ow))
+    compiled = fast.im2row_u8(xp, win, np.zeros((oh * ow, 5 * kernel * kernel + 3), np.uint8))
+    monkeypatch.setattr(fast, "BACKEND", "numpy")
+    twin = fast.im2row_u8(xp, win, np.zeros((oh * ow, 5 * kernel * kernel + 3), np.uint8))
+    np.testing.assert_array_equal(compiled, twin)
+    # and the definition, for one output pixel
+    oy, ox = oh - 1, ow // 2
+    want = xp[:, oy * stride:oy * stride + (kernel - 1) * dilation + 1:dilation,
+              ox * stride:ox * stride + (kernel - 1) * dilation + 1:dilation].reshape(-1)
+    np.testing.assert_array_equal(twin[oy * ow + ox, :want.size], want)

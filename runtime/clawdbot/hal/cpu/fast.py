@@ -39,6 +39,7 @@ __all__ = [
     "depthwise_conv2d",
     "int8_gemm",
     "pack_int8_weights",
+    "im2row_u8",
 ]
 
 IMPORT_ERROR = None
@@ -257,4 +258,20 @@ def int8_gemm(a, packed, w, out=None):
         np.matmul(a[:, :w.shape[1]].astype(np.int32), w.T.astype(np.int32), out=out)
     else:
         _c_qgemm.qgemm(a, packed, n, out)
+    return out
+
+
+def im2row_u8(xp, win, out):
+    """Unroll the uint8 image xp [C, Hp, Wp] (already padded so every window lies inside it) into out
+    [oh*ow, >= C*kh*kw], a row per output pixel: the int8 GEMM's A operand for a convolution."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = win.kernel, win.strides, win.dilations, win.out
+    if _c_qgemm is not None and BACKEND == "cython":
+        _c_qgemm.im2row_u8(np.ascontiguousarray(xp), kh, kw, sh, sw, dh, dw, oh, ow, out)
+        return out
+    c = xp.shape[0]
+    view = out[:, :c * kh * kw].reshape(oh, ow, c, kh, kw)
+    for ky in range(kh):
+        for kx in range(kw):
+            tap = xp[:, ky * dh:ky * dh + (oh - 1) * sh + 1:sh, kx * dw:kx * dw + (ow - 1) * sw + 1:sw]
+            view[:, :, :, ky, kx] = tap.transpose(1, 2, 0)
     return out

@@ -35,3 +35,28 @@ def qgemm(const uint8_t[:, ::1] a, const int8_t[::1] packed, int64_t n, int32_t[
         return
     with nogil:
         claw_qgemm(&a[0, 0], m, k4, a.shape[1], &packed[0], panels, &out[0, 0], out.shape[1], n, _VNNI)
+
+
+def im2row_u8(const uint8_t[:, :, ::1] xp, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+              int64_t dw, int64_t oh, int64_t ow, uint8_t[:, ::1] out):
+    """The int8 GEMM's A operand for a convolution: out[oy*ow + ox, (c*kh + ky)*kw + kx] =
+    xp[c, oy*sh + ky*dh, ox*sw + kx*dw], from the image already padded (with its zero point) so that every
+    window lies inside it. Columns past C*kh*kw are left to the caller."""
+    cdef int64_t C = xp.shape[0], oy, ox, c, ky, kx, col
+    cdef uint8_t *row
+    cdef const uint8_t *src
+    if out.shape[0] != oh * ow or out.shape[1] < C * kh * kw:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({oh * ow}, >= {C * kh * kw})")
+    if oh and ow and ((oh - 1) * sh + (kh - 1) * dh >= xp.shape[1] or (ow - 1) * sw + (kw - 1) * dw >= xp.shape[2]):
+        raise ValueError("a window runs past the padded image")
+    with nogil:
+        for oy in range(oh):
+            for ox in range(ow):
+                row = &out[oy * ow + ox, 0]
+                col = 0
+                for c in range(C):
+                    for ky in range(kh):
+                        src = &xp[c, oy * sh + ky * dh, ox * sw]
+                        for kx in range(kw):
+                            row[col] = src[kx * dw]
+                            col += 1

@@ -225,24 +225,21 @@ def conv_wq_factory(node, in_types, out_types):
 
 
 def _conv_dynamic(cols: int, geometry):
-    """2-D conv, group 1: each image quantized to uint8 (its range widened to hold 0, so padding is exact),
-    unrolled, and multiplied by the int8 weight in int32; y = sx * sw * (acc - zx * rowsum(w))."""
+    """2-D conv, group 1: each image quantized to uint8 (its range widened to hold 0, so padding with the
+    zero point is exact), unrolled row per output pixel, and multiplied by the int8 weight in int32:
+    y = sx * sw * (acc - zx * rowsum(w))."""
     packed = PackedInt8()
-    padded = -(-cols // 4) * 4
+    padded_cols = -(-cols // 4) * 4
 
     def run(x, q, scale, zp=None, b=None, out=None):
         m, n = q.shape[0], x.shape[0]
         win = geometry(x.shape)
-        x = np.ascontiguousarray(x)
         y = np.empty((n, m, *win.out), np.float32) if out is None else out
         ys = y.reshape(n, m, -1)
         wp, rowsum = packed(q)
-        pointwise = convk._pointwise(win)
         for i in range(n):
-            unrolled = (x[i].reshape(cols, -1) if pointwise else
-                        convk.fast.im2col(x[i], win.kernel, win.strides, win.dilations, win.pads, win.out))
-            xq, sx, zx = _quantize_tensor_u8(unrolled, padded)
-            acc = convk.fast.int8_gemm(xq, wp, q)                 # [L, M]
+            rows, sx, zx = _unrolled_u8(x[i], win, padded_cols)
+            acc = convk.fast.int8_gemm(rows, wp, q)               # [L, M]
             yi = ys[i]
             np.multiply(rowsum[:, None], -zx, out=yi[:, :1])      # the zero-point correction per output row
             np.add(acc.T, yi[:, :1], out=yi)
@@ -253,20 +250,27 @@ def _conv_dynamic(cols: int, geometry):
     return run
 
 
-def _quantize_tensor_u8(cols_kl, padded: int):
-    """The unrolled image [K, L] as uint8 rows of the GEMM's A operand [L, padded] (zero past K), with one
-    scale and zero point for the whole image."""
-    lo, hi = min(float(cols_kl.min()), 0.0), max(float(cols_kl.max()), 0.0)
+def _unrolled_u8(img, win, padded_cols: int):
+    """One image [C, H, W] quantized to uint8 with its own scale and zero point, padded with the zero point,
+    and unrolled into the GEMM's A operand [oh*ow, padded_cols] (zero past C*kh*kw)."""
+    lo, hi = min(float(img.min()), 0.0), max(float(img.max()), 0.0)
     scale = np.float32((hi - lo) / 255 if hi > lo else 1.0)
     zp = np.float32(np.rint(-lo / scale))
-    t = cols_kl.T * (np.float32(1) / scale)
+    (top, left), (bottom, right) = win.begin, win.end
+    c, h, w = img.shape
+    # rows/columns a ceil-mode window reads past the declared padding are padding too
+    need_h = (win.out[0] - 1) * win.strides[0] + (win.kernel[0] - 1) * win.dilations[0] + 1
+    need_w = (win.out[1] - 1) * win.strides[1] + (win.kernel[1] - 1) * win.dilations[1] + 1
+    xp = np.full((c, max(top + h + bottom, need_h), max(left + w + right, need_w)), int(zp), np.uint8)
+    t = img * (np.float32(1) / scale)
     np.rint(t, out=t)
     t += zp
     np.clip(t, 0, 255, out=t)
-    q = np.empty((cols_kl.shape[1], padded), np.uint8)
-    q[:, :cols_kl.shape[0]] = t
-    q[:, cols_kl.shape[0]:] = 0
-    return q, scale, zp
+    xp[:, top:top + h, left:left + w] = t
+    rows = np.empty((win.out[0] * win.out[1], padded_cols), np.uint8)
+    rows[:, c * win.kernel[0] * win.kernel[1]:] = 0
+    convk.fast.im2row_u8(xp, win, rows)
+    return rows, scale, zp
 
 
 # -- gather_wq ------------------------------------------------------------------------------------------------
