@@ -116,3 +116,21 @@ def test_the_uint8_unrolling_matches_its_numpy_twin(kernel, stride, dilation, mo
     want = xp[:, oy * stride:oy * stride + (kernel - 1) * dilation + 1:dilation,
               ox * stride:ox * stride + (kernel - 1) * dilation + 1:dilation].reshape(-1)
     np.testing.assert_array_equal(twin[oy * ow + ox, :want.size], want)
+
+
+@pytest.mark.parametrize("m, c, k, stride, size", [(4, 3, 3, 1, 6), (21, 16, 3, 2, 9), (64, 64, 1, 1, 7),
+                                                   (5, 2, 5, 1, 8)])
+def test_the_conv_gemm_is_exact(m, c, k, stride, size):
+    """Weights x every window of a padded uint8 image, int32, against numpy's int64 (compiled path, or its
+    numpy twin where the kernels are not built); pixel counts not a multiple of 16 exercise the panel tails."""
+    from clawdbot.hal.cpu.kernels.conv import Window
+    xp = RNG.integers(0, 256, (c, size, size), dtype=np.uint8)
+    o = (size - k) // stride + 1
+    win = Window((k, k), (stride, stride), (1, 1), (0, 0, 0, 0), (o, o))
+    kp = -(-c * k * k // 4) * 4
+    w = np.zeros((m, kp), np.int8)
+    w[:, :c * k * k] = RNG.integers(-128, 128, (m, c * k * k), dtype=np.int8)
+    got = fast.int8_conv_gemm(w, xp, win)
+    rows = np.stack([xp[:, oy * stride:oy * stride + k, ox * stride:ox * stride + k].reshape(-1)
+                     for oy in range(o) for ox in range(o)]).astype(np.int64)
+    np.testing.assert_array_equal(got, w[:, :c * k * k].astype(np.int64) @ rows.T)

@@ -40,6 +40,7 @@ __all__ = [
     "int8_gemm",
     "pack_int8_weights",
     "im2row_u8",
+    "int8_conv_gemm",
 ]
 
 IMPORT_ERROR = None
@@ -274,4 +275,21 @@ def im2row_u8(xp, win, out):
         for kx in range(kw):
             tap = xp[:, ky * dh:ky * dh + (oh - 1) * sh + 1:sh, kx * dw:kx * dw + (ow - 1) * sw + 1:sw]
             view[:, :, :, ky, kx] = tap.transpose(1, 2, 0)
+    return out
+
+
+def int8_conv_gemm(w, xp, win, out=None):
+    """out [M, oh*ow] int32 = the int8 weight rows w [M, Kp] (Kp a multiple of 4, zero past C*kh*kw) times
+    every window of the padded uint8 image xp [C, Hp, Wp]: a convolution's GEMM with the output channels'
+    rows contiguous. The pixels are unrolled straight into the kernel's packed layout."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = win.kernel, win.strides, win.dilations, win.out
+    m, kp, npix = w.shape[0], w.shape[1], oh * ow
+    out = np.empty((m, npix), np.int32) if out is None else out
+    if int8_gemm_backend() == "numpy":
+        rows = im2row_u8(xp, win, np.zeros((npix, kp), np.uint8))
+        np.matmul(w.astype(np.int32), rows.T.astype(np.int32), out=out)
+        return out
+    packed = np.zeros(-(-npix // 16) * (kp // 4) * 64, np.uint8)
+    _c_qgemm.im2panel_u8(np.ascontiguousarray(xp), kh, kw, sh, sw, dh, dw, oh, ow, kp // 4, packed)
+    _c_qgemm.qgemm_wx(w, packed, npix, out)
     return out

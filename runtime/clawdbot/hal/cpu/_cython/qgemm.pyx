@@ -11,6 +11,8 @@ cdef extern from "qgemm_impl.h":
     void claw_qgemm(const uint8_t *A, int64_t M, int64_t K4, int64_t lda, const int8_t *Bp, int64_t panels,
                     int32_t *C, int64_t ldc, int64_t N, int use_vnni) nogil
     int claw_qgemm_has_vnni()
+    void claw_qgemm_wx(const int8_t *Wt, int64_t M, int64_t K4, int64_t ldw, const uint8_t *Xp, int64_t panels,
+                       int32_t *C, int64_t ldc, int64_t L, int use_vnni) nogil
 
 cdef int _VNNI = claw_qgemm_has_vnni()
 
@@ -60,3 +62,53 @@ def im2row_u8(const uint8_t[:, :, ::1] xp, int64_t kh, int64_t kw, int64_t sh, i
                         for kx in range(kw):
                             row[col] = src[kx * dw]
                             col += 1
+
+
+
+def qgemm_wx(const int8_t[:, ::1] w, const uint8_t[::1] packed_x, int64_t l, int32_t[:, ::1] out):
+    """out[m, j] = sum_k w[m, k] * x[j, k]: int8 weights (rows padded to a multiple of 4) times the pixels
+    x [l, k] packed by im2panel_u8; each output channel's row comes out contiguous."""
+    cdef int64_t m = w.shape[0], k4 = w.shape[1] // 4
+    cdef int64_t panels = (l + 15) // 16
+    if w.shape[1] % 4:
+        raise ValueError(f"w's rows must be padded to a multiple of 4, got {w.shape[1]}")
+    if packed_x.shape[0] != panels * k4 * 64:
+        raise ValueError(f"packed pixels have {packed_x.shape[0]} bytes, expected {panels * k4 * 64}")
+    if out.shape[0] != m or out.shape[1] < l:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({m}, {l})")
+    if m == 0 or l == 0:
+        return
+    with nogil:
+        claw_qgemm_wx(&w[0, 0], m, k4, w.shape[1], &packed_x[0], panels, &out[0, 0], out.shape[1], l, _VNNI)
+
+
+def im2panel_u8(const uint8_t[:, :, ::1] xp, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                int64_t dw, int64_t oh, int64_t ow, int64_t k4, uint8_t[::1] out):
+    """As im2row_u8, written straight into qgemm_wx's packed layout: pixel l, column k at
+    ((l // 16) * k4 + k // 4) * 64 + (l % 16) * 4 + k % 4. `out` must be zeroed by the caller where
+    pixels or columns are padding (past oh*ow, past C*kh*kw). Panel by panel, column by column, so each
+    64-byte line is filled by four consecutive columns of the panel's 16 pixels."""
+    cdef int64_t C = xp.shape[0], c, ky, kx, col, j, p, nl, l
+    cdef int64_t panels = (oh * ow + 15) // 16
+    cdef int64_t iy[16]
+    cdef int64_t ix[16]
+    cdef uint8_t *dst
+    if out.shape[0] != panels * k4 * 64 or C * kh * kw > k4 * 4:
+        raise ValueError(f"out has {out.shape[0]} bytes, expected {panels * k4 * 64} for k4 {k4}")
+    if oh and ow and ((oh - 1) * sh + (kh - 1) * dh >= xp.shape[1] or (ow - 1) * sw + (kw - 1) * dw >= xp.shape[2]):
+        raise ValueError("a window runs past the padded image")
+    with nogil:
+        for p in range(panels):
+            nl = min(16, oh * ow - p * 16)
+            for j in range(nl):
+                l = p * 16 + j
+                iy[j] = (l // ow) * sh
+                ix[j] = (l % ow) * sw
+            col = 0
+            for c in range(C):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        dst = &out[(p * k4 + col // 4) * 64 + col % 4]
+                        for j in range(nl):
+                            dst[j * 4] = xp[c, iy[j] + ky * dh, ix[j] + kx * dw]
+                        col += 1

@@ -224,25 +224,38 @@ def conv_wq_factory(node, in_types, out_types):
     return writes_out(run)
 
 
+class PaddedInt8:
+    """A conv weight's int8 rows padded to a multiple of 4 columns once, with each row's sum."""
+
+    def __init__(self, padded_cols: int):
+        self._cols, self._cache = padded_cols, None
+
+    def __call__(self, q):
+        c = self._cache
+        if c is None or c[0] is not q:
+            w = np.zeros((q.shape[0], self._cols), np.int8)
+            w[:, :q.shape[1]] = q
+            c = self._cache = (q, w, q.sum(axis=1, dtype=np.int64).astype(np.float32))
+        return c[1], c[2]
+
+
 def _conv_dynamic(cols: int, geometry):
     """2-D conv, group 1: each image quantized to uint8 (its range widened to hold 0, so padding with the
-    zero point is exact), unrolled row per output pixel, and multiplied by the int8 weight in int32:
+    zero point is exact), and multiplied by the int8 weight in int32, output channels' rows contiguous:
     y = sx * sw * (acc - zx * rowsum(w))."""
-    packed = PackedInt8()
-    padded_cols = -(-cols // 4) * 4
+    weights = PaddedInt8(-(-cols // 4) * 4)
 
     def run(x, q, scale, zp=None, b=None, out=None):
         m, n = q.shape[0], x.shape[0]
         win = geometry(x.shape)
         y = np.empty((n, m, *win.out), np.float32) if out is None else out
         ys = y.reshape(n, m, -1)
-        wp, rowsum = packed(q)
+        w, rowsum = weights(q)
         for i in range(n):
-            rows, sx, zx = _unrolled_u8(x[i], win, padded_cols)
-            acc = convk.fast.int8_gemm(rows, wp, q)               # [L, M]
+            xp, sx, zx = _padded_u8(x[i], win)
+            acc = convk.fast.int8_conv_gemm(w, xp, win)          # [M, L]
             yi = ys[i]
-            np.multiply(rowsum[:, None], -zx, out=yi[:, :1])      # the zero-point correction per output row
-            np.add(acc.T, yi[:, :1], out=yi)
+            np.subtract(acc, (rowsum * zx)[:, None], out=yi)
             yi *= (scale[:, 0] * sx)[:, None]
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
@@ -250,9 +263,9 @@ def _conv_dynamic(cols: int, geometry):
     return run
 
 
-def _unrolled_u8(img, win, padded_cols: int):
-    """One image [C, H, W] quantized to uint8 with its own scale and zero point, padded with the zero point,
-    and unrolled into the GEMM's A operand [oh*ow, padded_cols] (zero past C*kh*kw)."""
+def _padded_u8(img, win):
+    """One image [C, H, W] quantized to uint8 with its own scale and zero point, padded with the zero point
+    so that every window lies inside it."""
     lo, hi = min(float(img.min()), 0.0), max(float(img.max()), 0.0)
     scale = np.float32((hi - lo) / 255 if hi > lo else 1.0)
     zp = np.float32(np.rint(-lo / scale))
@@ -267,10 +280,7 @@ def _unrolled_u8(img, win, padded_cols: int):
     t += zp
     np.clip(t, 0, 255, out=t)
     xp[:, top:top + h, left:left + w] = t
-    rows = np.empty((win.out[0] * win.out[1], padded_cols), np.uint8)
-    rows[:, c * win.kernel[0] * win.kernel[1]:] = 0
-    convk.fast.im2row_u8(xp, win, rows)
-    return rows, scale, zp
+    return xp, scale, zp
 
 
 # -- gather_wq ------------------------------------------------------------------------------------------------
