@@ -205,12 +205,11 @@ def main(argv=None) -> int:
     import clawdbot
 
     from . import zoo
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        unknown = [m for m in models if m not in zoo.MODELS]
-        if unknown or not models:
-            raise LoadbenchError(f"unknown model {', '.join(map(repr, unknown)) or '(none given)'}; "
-                                 f"choose from {', '.join(sorted(zoo.MODELS))}")
+        try:
+            models = zoo.parse_names(args.models)
+        except ValueError as e:
+            raise LoadbenchError(str(e)) from None
         if args.repeat < 1:
             raise LoadbenchError("--repeat must be at least 1")
         try:

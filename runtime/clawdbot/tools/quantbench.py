@@ -244,12 +244,11 @@ def main(argv=None) -> int:
 
     import clawdbot
     from . import zoo
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        unknown = [m for m in models if m not in zoo.MODELS]
-        if unknown or not models:
-            raise QuantbenchError(f"unknown model {', '.join(map(repr, unknown)) or '(none given)'}; "
-                                  f"choose from {', '.join(sorted(zoo.MODELS))}")
+        try:
+            models = zoo.parse_names(args.models)
+        except ValueError as e:
+            raise QuantbenchError(str(e)) from None
         for opt in ("runs", "threads", "val", "calib"):
             if getattr(args, opt) < 1:
                 raise QuantbenchError(f"--{opt} must be at least 1")

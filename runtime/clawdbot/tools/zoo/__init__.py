@@ -57,6 +57,16 @@ MODELS: dict[str, Callable[..., onnx.ModelProto]] = {
 }
 
 
+def parse_names(spec: str) -> list[str]:
+    """Comma-separated zoo model names (a benchmark's --models), checked: ValueError names the unknown ones."""
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if unknown or not names:
+        raise ValueError(f"unknown model {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"choose from {', '.join(sorted(MODELS))}")
+    return names
+
+
 def _check_name(name: str) -> Callable[..., onnx.ModelProto]:
     try:
         return MODELS[name]
